@@ -1,0 +1,81 @@
+"""OpenAPI: the API-key security scheme and the error body on every operation."""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from rest_framework import serializers
+
+
+class ErrorParameterSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The offending field (dotted path for nested ones) or id.")
+    message = serializers.CharField(required=False)
+    code = serializers.CharField(required=False)
+
+
+class ErrorSerializer(serializers.Serializer):
+    status = serializers.IntegerField(help_text="The HTTP status, repeated.")
+    error = serializers.CharField(
+        help_text="Stable machine code: VALIDATION_ERROR, NOT_FOUND, AUTHENTICATION_FAILED, "
+        "PERMISSION_DENIED, CONFLICT, AMBIGUOUS_MATCH_KEY, IDEMPOTENCY_MISMATCH, "
+        "IDEMPOTENCY_IN_FLIGHT, LIMIT_EXCEEDED, INSUFFICIENT_BALANCE, OFFER_LOCKED, "
+        "OFFER_NOT_AVAILABLE, RATE_LIMITED, METHOD_NOT_ALLOWED, INTERNAL_ERROR."
+    )
+    message = serializers.CharField()
+    parameters = ErrorParameterSerializer(many=True)
+
+
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    name="Idempotency-Key",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="Any string up to 255 characters, unique per request you mean. A repeat with the "
+    "same key and body returns the first response (header Idempotent-Replayed: true); the same "
+    "key with another body is 409 IDEMPOTENCY_MISMATCH; while the first is still running, 409 "
+    "IDEMPOTENCY_IN_FLIGHT. Keys are kept 24 hours.",
+)
+
+
+class ErrorDocumentingAutoSchema(AutoSchema):
+    def get_override_parameters(self):
+        parameters = list(super().get_override_parameters())
+        if self.method == "POST" and getattr(getattr(self.view, self.method.lower(), None), "__wrapped__", None):
+            parameters.append(IDEMPOTENCY_KEY_PARAMETER)
+        return parameters
+
+    def get_response_serializers(self):
+        declared = super().get_response_serializers()
+        if not isinstance(declared, dict):
+            success_code = "201" if self.method == "POST" and self._is_create_operation() else "200"
+            declared = {success_code: declared}
+        responses = dict(declared)
+        errors = {
+            "400": "Invalid request (VALIDATION_ERROR, LIMIT_EXCEEDED).",
+            "401": "Missing, invalid or revoked API key (AUTHENTICATION_FAILED).",
+            "403": "The key lacks the scope (PERMISSION_DENIED).",
+            "429": "Throttled (RATE_LIMITED); see Retry-After.",
+        }
+        if "{" in self.path or self.method in ("POST", "PUT", "PATCH", "DELETE"):
+            errors["404"] = "Unknown id in this mode (NOT_FOUND)."
+        if self.method in ("POST", "PUT", "PATCH", "DELETE"):
+            errors["409"] = "State conflict (CONFLICT, IDEMPOTENCY_MISMATCH, …)."
+        for code, description in errors.items():
+            responses.setdefault(code, OpenApiResponse(ErrorSerializer, description=description))
+        return responses
+
+    def _is_create_operation(self) -> bool:
+        return getattr(self.view, "action", None) == "create"
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "core.api.authentication.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key lk_live_…` or `Api-Key lk_test_…`. Test keys see only test data.",
+        }

@@ -1,0 +1,92 @@
+"""Platform models: API keys and idempotency records.
+
+- `ApiKey`: only a hash of the key is stored; the key's prefix (`lk_live_…`/`lk_test_…`) is
+  the primary key, so the prefix is unique by construction. `livemode` fixes which data the key
+  sees; `scopes` which endpoints it may call.
+- `IdempotencyRecord`: unique per (api key, Idempotency-Key); the first request to insert the
+  row owns it, so two concurrent requests with one key can never both run.
+- `LivemodeModel`: the abstract base for every root object (`livemode` separates test data
+  from live data; queries always filter on it).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.utils import timezone
+from django.utils.crypto import get_random_string
+from rest_framework_api_key.crypto import KeyGenerator
+from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
+
+
+class LivemodeModel(models.Model):
+    livemode = models.BooleanField(default=True, help_text="Live data; test-mode data is only visible to test keys.")
+
+    class Meta:
+        abstract = True
+
+
+class ApiKeyManager(BaseAPIKeyManager):
+    # SHA-512 of a 40-character random secret: a password hasher's slowness buys nothing here
+    # and would cost every request a few hundred milliseconds.
+    key_generator = KeyGenerator(prefix_length=12, secret_key_length=40)
+
+    def assign_key(self, obj: ApiKey) -> str:
+        mode = "live" if obj.livemode else "test"
+        prefix = f"lk_{mode}_{get_random_string(12)}"
+        key = f"{prefix}.{get_random_string(40)}"
+        obj.id = prefix
+        obj.prefix = prefix
+        obj.hashed_key = self.key_generator.hash(key)
+        return key
+
+
+class ApiKey(AbstractAPIKey):
+    class Scope(models.TextChoices):
+        INTEGRATION = "integration", "Integration (contacts, offers, transactions, orders)"
+        MANAGEMENT = "management", "Management (program configuration)"
+
+    id = models.CharField(max_length=40, primary_key=True, editable=False)
+    prefix = models.CharField(max_length=40, unique=True, editable=False)
+    livemode = models.BooleanField(default=False, help_text="Live keys see live data; test keys see test data only.")
+    scopes = models.JSONField(default=list, help_text="integration and/or management")
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, editable=False
+    )
+
+    objects = ApiKeyManager()
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
+
+    @property
+    def mode(self) -> str:
+        return "live" if self.livemode else "test"
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in (self.scopes or [])
+
+
+class IdempotencyRecord(models.Model):
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of method, path and body.")
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_key_unique_per_api_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({'completed' if self.is_completed else 'in flight'})"
+
+    @property
+    def is_completed(self) -> bool:
+        return self.response_status is not None

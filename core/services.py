@@ -1,0 +1,147 @@
+"""Writes of the platform kernel: API keys and idempotency records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from core.exceptions import IdempotencyInFlight, IdempotencyMismatch, ValidationError
+from core.models import ApiKey, IdempotencyRecord
+
+VALID_SCOPES = {choice.value for choice in ApiKey.Scope}
+
+
+def api_key_create(
+    *,
+    name: str,
+    livemode: bool,
+    scopes: Iterable[str] = ("integration",),
+    created_by=None,
+    expiry_date: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its plain text, which is never stored (show it once).
+
+    Raises ValidationError for an empty name or an unknown scope.
+    """
+    scopes = sorted(set(scopes))
+    unknown = [scope for scope in scopes if scope not in VALID_SCOPES]
+    if unknown:
+        raise ValidationError.for_field("scopes", f"Unknown scope(s): {', '.join(unknown)}.")
+    if not scopes:
+        raise ValidationError.for_field("scopes", "A key needs at least one scope.")
+    if not name.strip():
+        raise ValidationError.for_field("name", "A key needs a name.")
+    return ApiKey.objects.create_key(
+        name=name.strip()[:50], livemode=livemode, scopes=scopes, created_by=created_by, expiry_date=expiry_date
+    )
+
+
+def api_key_revoke(*, api_key: ApiKey) -> None:
+    """Revoke a key for good (idempotent)."""
+    ApiKey.objects.filter(pk=api_key.pk).update(revoked=True)
+    api_key.revoked = True
+
+
+def api_key_touch(*, api_key: ApiKey, now: datetime | None = None) -> None:
+    """Record use, writing at most once per `API_KEY_LAST_USED_RESOLUTION` per key."""
+    now = now or timezone.now()
+    threshold = now - settings.API_KEY_LAST_USED_RESOLUTION
+    if api_key.last_used_at is not None and api_key.last_used_at > threshold:
+        return
+    # The conditional update keeps concurrent requests from all writing the same row.
+    ApiKey.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lte=threshold), pk=api_key.pk).update(
+        last_used_at=now
+    )
+    api_key.last_used_at = now
+
+
+def idempotency_claim(*, api_key: ApiKey, key: str, fingerprint: str) -> tuple[IdempotencyRecord, bool]:
+    """Claim `key` for this request; returns (record, is_replay).
+
+    is_replay is True when an earlier request with the same fingerprint completed: the caller
+    answers with the stored response. Raises IdempotencyMismatch (same key, other request) and
+    IdempotencyInFlight (the first request is still running). Safe under concurrency: the
+    unique constraint decides which request owns the key.
+    """
+    if not key or len(key) > 255:
+        raise ValidationError.for_field("Idempotency-Key", "Idempotency-Key must be 1 to 255 characters.")
+    try:
+        with transaction.atomic():
+            record = IdempotencyRecord.objects.create(api_key=api_key, key=key, fingerprint=fingerprint)
+        return record, False
+    except IntegrityError:
+        pass
+    record = IdempotencyRecord.objects.get(api_key=api_key, key=key)
+    if record.fingerprint != fingerprint:
+        raise IdempotencyMismatch(parameters=[IdempotencyMismatch.parameter("Idempotency-Key", value=key)])
+    if record.is_completed:
+        return record, True
+    # Still in flight. A claim older than the timeout belongs to a process that died: take it
+    # over with a guarded update so only one retry can.
+    stale_before = timezone.now() - settings.IDEMPOTENCY_IN_FLIGHT_TIMEOUT
+    taken = IdempotencyRecord.objects.filter(
+        pk=record.pk, response_status__isnull=True, created_at__lt=stale_before
+    ).update(created_at=timezone.now())
+    if taken:
+        return record, False
+    raise IdempotencyInFlight(parameters=[IdempotencyInFlight.parameter("Idempotency-Key", value=key)])
+
+
+def idempotency_complete(*, record: IdempotencyRecord, status: int, body: Any) -> None:
+    """Store the response to replay; call inside the transaction that made the change."""
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        response_status=status, response_body=body, completed_at=timezone.now()
+    )
+
+
+def idempotency_release(*, record: IdempotencyRecord) -> None:
+    """Forget an unfinished claim so the client may retry (the request failed, nothing was written)."""
+    IdempotencyRecord.objects.filter(pk=record.pk, response_status__isnull=True).delete()
+
+
+def idempotency_records_purge(*, now: datetime | None = None, batch_size: int = 5000) -> int:
+    """Delete records older than IDEMPOTENCY_RETENTION, in batches; returns how many went."""
+    cutoff = (now or timezone.now()) - settings.IDEMPOTENCY_RETENTION
+    deleted_total = 0
+    while True:
+        ids = list(IdempotencyRecord.objects.filter(created_at__lt=cutoff).values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return deleted_total
+        deleted, _ = IdempotencyRecord.objects.filter(pk__in=ids).delete()
+        deleted_total += deleted
+
+
+STAFF_GROUPS = ("Marketers", "Order agents", "Integration admins")
+
+
+def staff_group_permissions_grant(*, apps, grants: dict[str, dict[str, tuple[str, ...]]]) -> None:
+    """For data migrations: give each staff group the listed actions on the listed models.
+
+    `grants` maps a group name to {"app_label.model": ("view", "change", ...)}. Permissions are
+    created first: on a fresh database they do not exist until post_migrate otherwise.
+    """
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+    group_model = apps.get_model("auth", "Group")
+    permission_model = apps.get_model("auth", "Permission")
+    for group_name, models_actions in grants.items():
+        group, _ = group_model.objects.get_or_create(name=group_name)
+        for model_label, actions in models_actions.items():
+            app_label, model_name = model_label.split(".")
+            codenames = [f"{action}_{model_name}" for action in actions]
+            permissions = list(
+                permission_model.objects.filter(content_type__app_label=app_label, codename__in=codenames)
+            )
+            if len(permissions) != len(codenames):
+                raise RuntimeError(f"Missing permissions for {model_label}: {codenames}")
+            group.permissions.add(*permissions)

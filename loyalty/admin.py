@@ -1,0 +1,124 @@
+from django import forms
+from django.contrib import admin
+from unfold.admin import ModelAdmin, TabularInline
+from unfold.decorators import display
+
+from core.exceptions import ValidationError as DomainValidationError
+from core.validators import normalize_email, normalize_phone
+from loyalty import services
+from loyalty.models import Contact, ContactExternalId
+
+
+class ContactExternalIdInline(TabularInline):
+    model = ContactExternalId
+    fields = ("source", "value", "created_at")
+    readonly_fields = ("created_at",)
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        # Identifiers are permanent: existing rows are shown, new ones may be added.
+        return ("created_at",)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ContactAdminForm(forms.ModelForm):
+    # Erasure is its own audited action, never a status picked from a list.
+    status = forms.ChoiceField(choices=[(Contact.Status.ACTIVE, "Active"), (Contact.Status.BLOCKED, "Blocked")])
+
+    class Meta:
+        model = Contact
+        fields = (
+            "first_name",
+            "last_name",
+            "email",
+            "mobile_phone",
+            "birth_date",
+            "status",
+            "email_consent",
+            "sms_consent",
+            "attributes",
+            "livemode",
+        )
+
+    def _normalized(self, field, normalize):
+        value = self.cleaned_data.get(field)
+        if not value:
+            return None
+        try:
+            return normalize(value)
+        except DomainValidationError as error:
+            raise forms.ValidationError(error.message) from None
+
+    def clean_email(self):
+        return self._normalized("email", normalize_email)
+
+    def clean_mobile_phone(self):
+        return self._normalized("mobile_phone", normalize_phone)
+
+
+@admin.register(Contact)
+class ContactAdmin(ModelAdmin):
+    form = ContactAdminForm
+    list_display = ("member_number", "full_name", "email", "mobile_phone", "status_badge", "livemode", "created_at")
+    list_filter = ("status", "livemode", "email_consent", "sms_consent")
+    search_fields = ("member_number", "email", "mobile_phone", "first_name", "last_name", "external_ids__value")
+    readonly_fields = ("member_number", "created_at", "updated_at", "consents_updated_at")
+    inlines = [ContactExternalIdInline]
+    fieldsets = (
+        (None, {"fields": ("member_number", "status", "livemode")}),
+        ("Profile", {"fields": ("first_name", "last_name", "birth_date")}),
+        ("Identifiers", {"fields": ("email", "mobile_phone")}),
+        ("Consents", {"fields": ("email_consent", "sms_consent", "consents_updated_at")}),
+        ("Custom attributes", {"fields": ("attributes",)}),
+        ("Timestamps", {"fields": ("created_at", "updated_at")}),
+    )
+
+    @display(description="Name")
+    def full_name(self, obj):
+        return f"{obj.first_name} {obj.last_name}".strip()
+
+    @display(description="Status", label={"active": "success", "blocked": "danger", "erased": "info"})
+    def status_badge(self, obj):
+        return obj.status
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:
+            return (*self.readonly_fields, "livemode")
+        return self.readonly_fields
+
+    def get_search_results(self, request, queryset, search_term):
+        """Phones are stored E.164: a search typed the way people write numbers still finds them."""
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term and any(char.isdigit() for char in term):
+            try:
+                phone = normalize_phone(term)
+            except DomainValidationError:
+                return queryset, may_have_duplicates
+            queryset |= self.model.objects.filter(mobile_phone=phone)
+        return queryset, may_have_duplicates
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        consents = {"email": data["email_consent"], "sms": data["sms_consent"]}
+        if change:
+            changes = {field: data[field] for field in form.changed_data if field in data}
+            if {"email_consent", "sms_consent"} & set(form.changed_data):
+                changes["consents"] = consents
+            services.contact_update(contact=obj, **changes)
+            return
+        created = services.contact_create(
+            livemode=data["livemode"],
+            first_name=data["first_name"],
+            last_name=data["last_name"],
+            email=data["email"],
+            mobile_phone=data["mobile_phone"],
+            birth_date=data["birth_date"],
+            consents=consents,
+            attributes=data["attributes"] or {},
+        )
+        obj.__dict__.update(created.__dict__)
+        obj._state.adding = False
