@@ -55,11 +55,3 @@ def management_client(make_client) -> KeyClient:
     """A test-mode key with both scopes."""
     return make_client(livemode=False, scopes=("integration", "management"), name="test management")
 
-
-@pytest.fixture(autouse=True)
-def _clear_cache():
-    """Throttle counters live in the cache; each test starts with none."""
-    from django.core.cache import cache
-
-    cache.clear()
-    yield
