@@ -1,0 +1,164 @@
+"""A believable small world for trying the back-office: places, a catalogue, staff and contacts.
+
+Idempotent: run it as often as you like; what exists is left alone. Demo data is written in
+test mode (visible to lk_test_ keys), the way a program is tried before going live.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from catalogue import services as catalogue_services
+from catalogue.models import Merchant, Product, Venue
+from core.models import ApiKey
+from core.services import api_key_create
+from loyalty import services as loyalty_services
+from loyalty.models import Contact
+
+LIVEMODE = False
+
+MERCHANTS = [
+    (
+        "1001",
+        "Nordic Grocers",
+        [("01", "Stockholm Central", "Europe/Stockholm"), ("02", "Gothenburg Harbour", "Europe/Stockholm")],
+    ),
+    ("2001", "Café Aurora", [("01", "Aurora Södermalm", "Europe/Stockholm")]),
+]
+
+PRODUCTS = [
+    ("7310865004703", "Whole milk 1 l", "dairy", "arla"),
+    ("7310865071804", "Greek yoghurt 500 g", "dairy", "arla"),
+    ("7311041013663", "Sourdough loaf", "bakery", "pagen"),
+    ("7311041029008", "Cinnamon buns 6-pack", "bakery", "pagen"),
+    ("7310070765840", "Ground coffee 450 g", "beverages", "gevalia"),
+    ("7310070003423", "Espresso beans 1 kg", "beverages", "gevalia"),
+    ("7340011493373", "Sparkling water 1.5 l", "beverages", "loka"),
+    ("2000000000015", "Bananas per kg", "produce", None),
+    ("2000000000022", "Apples Ingrid Marie per kg", "produce", None),
+    ("7318690123456", "Dish soap 500 ml", "household", "yes"),
+    ("CAFE-LATTE", "Caffè latte", "cafe-drinks", "aurora"),
+    ("CAFE-BUN", "Cardamom bun", "cafe-bakery", "aurora"),
+]
+
+CONTACTS = [
+    {
+        "first_name": "Astrid",
+        "last_name": "Lindqvist",
+        "email": "astrid.lindqvist@example.com",
+        "mobile_phone": "+46701234561",
+        "birth_date": date(1986, 3, 14),
+        "consents": {"email": True, "sms": True},
+        "external_ids": [{"source": "pos", "id": "POS-000341"}],
+        "attributes": {"favourite_store": "Stockholm Central"},
+    },
+    {
+        "first_name": "Erik",
+        "last_name": "Johansson",
+        "email": "erik.johansson@example.com",
+        "mobile_phone": "+46701234562",
+        "birth_date": date(1979, 11, 2),
+        "consents": {"email": True, "sms": False},
+        "external_ids": [{"source": "webshop", "id": "cust_88412"}],
+    },
+    {
+        "first_name": "Maja",
+        "last_name": "Karlsson",
+        "email": "maja.karlsson@example.com",
+        "mobile_phone": "+46701234563",
+        "birth_date": date(1995, 6, 30),
+        "consents": {"email": False, "sms": True},
+        "attributes": {"household_size": 3},
+    },
+    {
+        "first_name": "Oskar",
+        "last_name": "Nilsson",
+        "email": "oskar.nilsson@example.com",
+        "mobile_phone": "+46701234564",
+        "external_ids": [{"source": "pos", "id": "POS-000512"}, {"source": "app", "id": "a-19f2"}],
+    },
+    {
+        "first_name": "Elsa",
+        "last_name": "Berg",
+        "email": "elsa.berg@example.com",
+        "mobile_phone": "+46701234565",
+        "birth_date": date(2001, 1, 19),
+        "consents": {"email": True, "sms": True},
+    },
+    {
+        "first_name": "Liam",
+        "last_name": "Svensson",
+        "email": "liam.svensson@example.com",
+        "mobile_phone": "+46701234566",
+        "external_ids": [{"source": "webshop", "id": "cust_90017"}],
+    },
+    {
+        "first_name": "Freja",
+        "last_name": "Holm",
+        "email": "freja.holm@example.com",
+        "mobile_phone": "+46701234567",
+        "attributes": {"preferred_language": "sv"},
+    },
+    {"first_name": "Noah", "last_name": "Ek", "email": "noah.ek@example.com", "mobile_phone": "+46701234568"},
+]
+
+STAFF = [("marketer", "Marketers"), ("agent", "Order agents"), ("integrator", "Integration admins")]
+
+
+class Command(BaseCommand):
+    help = "Create demo places, catalogue, staff users and contacts (test mode). Safe to run again."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        created = {"merchants": 0, "venues": 0, "products": 0, "contacts": 0}
+        for number, name, venues in MERCHANTS:
+            merchant = Merchant.objects.filter(livemode=LIVEMODE, number=number).first()
+            if merchant is None:
+                merchant = catalogue_services.merchant_create(livemode=LIVEMODE, number=number, name=name)
+                created["merchants"] += 1
+            for venue_number, venue_name, time_zone in venues:
+                if not Venue.objects.filter(merchant=merchant, number=venue_number).exists():
+                    catalogue_services.venue_create(
+                        merchant=merchant, number=venue_number, name=venue_name, time_zone=time_zone
+                    )
+                    created["venues"] += 1
+        for sku, name, family, brand in PRODUCTS:
+            if not Product.objects.filter(livemode=LIVEMODE, sku=sku).exists():
+                catalogue_services.product_create(livemode=LIVEMODE, sku=sku, name=name, family=family, brand=brand)
+                created["products"] += 1
+        for contact in CONTACTS:
+            if not Contact.objects.filter(livemode=LIVEMODE, email=contact["email"]).exists():
+                loyalty_services.contact_create(livemode=LIVEMODE, **contact)
+                created["contacts"] += 1
+        self._staff()
+        summary = ", ".join(f"{count} {kind}" for kind, count in created.items())
+        self.stdout.write(f"Demo data ready (created now: {summary}).")
+        self._demo_key()
+
+    def _staff(self) -> None:
+        if settings.DEBUG and not User.objects.filter(is_superuser=True).exists():
+            User.objects.create_superuser("admin", "admin@example.com", "admin")
+            self.stdout.write("Created superuser admin / admin (development only).")
+        if not settings.DEBUG:
+            return
+        for username, group_name in STAFF:
+            if User.objects.filter(username=username).exists():
+                continue
+            user = User.objects.create_user(username, f"{username}@example.com", username, is_staff=True)
+            user.groups.add(Group.objects.get(name=group_name))
+            self.stdout.write(f"Created staff user {username} / {username} in group {group_name}.")
+
+    def _demo_key(self) -> None:
+        if ApiKey.objects.filter(name="Demo test key", revoked=False).exists():
+            self.stdout.write(
+                "The demo test key exists already (shown once, when it was made); "
+                "make another with: manage.py create_api_key --name NAME --mode test"
+            )
+            return
+        _, key = api_key_create(name="Demo test key", livemode=False, scopes=("integration", "management"))
+        self.stdout.write(f"Demo API key (test mode, shown once): {key}")
