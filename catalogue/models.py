@@ -104,3 +104,36 @@ class Product(LivemodeModel):
         for related in (self.family, self.brand):
             if related is not None and related.livemode != self.livemode:
                 raise DjangoValidationError({"livemode": "Family and brand must be of the product's mode."})
+
+
+class CatalogueRestriction(models.Model):
+    """One catalogue restriction (a SKU, a product family or a brand) of a rule, offer or
+    campaign. Concrete subclasses add the foreign key to their owner; each owner allows at most
+    MAX_CATALOGUE_RESTRICTIONS of them (checked by its service and admin)."""
+
+    class Kind(models.TextChoices):
+        SKU = "sku", "SKU"
+        FAMILY = "family", "Product family"
+        BRAND = "brand", "Brand"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    value = models.CharField(max_length=64)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.kind}={self.value}"
+
+
+MAX_CATALOGUE_RESTRICTIONS = 50
+
+
+def line_matches_restrictions(line: dict, restrictions: frozenset[tuple[str, str]]) -> bool:
+    """Does a basket line (with `sku` and optional `family`/`brand`) fall under any
+    (kind, value) restriction? Pure; callers build the frozenset once per rule."""
+    return (
+        ("sku", line.get("sku")) in restrictions
+        or ("family", line.get("family")) in restrictions
+        or ("brand", line.get("brand")) in restrictions
+    )

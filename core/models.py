@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
@@ -90,3 +92,21 @@ class IdempotencyRecord(models.Model):
     @property
     def is_completed(self) -> bool:
         return self.response_status is not None
+
+
+class OutboxEvent(models.Model):
+    """A domain event, written in the same database transaction as the change it reports, so
+    the event exists if and only if the change committed. Delivery (webhooks) reads from here."""
+
+    id = models.BigAutoField(primary_key=True)
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False, help_text="Stable across retries.")
+    livemode = models.BooleanField()
+    event_type = models.CharField(max_length=64, db_index=True)
+    payload = models.JSONField(encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = "outbox event"
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"

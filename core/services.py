@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.exceptions import IdempotencyInFlight, IdempotencyMismatch, ValidationError
-from core.models import ApiKey, IdempotencyRecord
+from core.models import ApiKey, IdempotencyRecord, OutboxEvent
 
 VALID_SCOPES = {choice.value for choice in ApiKey.Scope}
 
@@ -145,3 +145,8 @@ def staff_group_permissions_grant(*, apps, grants: dict[str, dict[str, tuple[str
             if len(permissions) != len(codenames):
                 raise RuntimeError(f"Missing permissions for {model_label}: {codenames}")
             group.permissions.add(*permissions)
+
+
+def outbox_emit(*, livemode: bool, event_type: str, payload: dict[str, Any]) -> None:
+    """Record a domain event. Call inside the transaction that makes the change it reports."""
+    OutboxEvent.objects.create(livemode=livemode, event_type=event_type, payload=payload)

@@ -1,0 +1,153 @@
+"""Tiers: qualification over a rolling window, immediate upgrades, downgrades by policy."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from dateutil.relativedelta import relativedelta
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from core.exceptions import ValidationError
+from core.services import outbox_emit
+from loyalty.exceptions import DuplicateTier
+from loyalty.models import Contact, ContactTier, LedgerEntry, Program, Tier, TierHistory
+from loyalty.services.wallets import program_for
+
+TIER_FIELDS = ("name", "rank", "threshold", "multiplier", "description", "is_active")
+
+
+def qualifying_value(*, contact: Contact, program: Program, now: datetime) -> int:
+    """Points earned (or money spent, in minor units) within the program's rolling window."""
+    column = "qualifying_points" if program.tier_basis == Program.TierBasis.POINTS else "qualifying_spend"
+    since = now - relativedelta(months=program.tier_window_months)
+    total = LedgerEntry.objects.filter(contact=contact, occurred_at__gt=since, occurred_at__lte=now).aggregate(
+        total=Sum(column)
+    )["total"]
+    return total or 0
+
+
+def _record(contact: Contact, status: ContactTier, new_tier: Tier | None, value: int, reason: str, now: datetime):
+    old_tier = status.tier
+    TierHistory.objects.create(
+        livemode=contact.livemode,
+        contact=contact,
+        from_tier=old_tier,
+        to_tier=new_tier,
+        qualifying_value=value,
+        reason=reason,
+        created_at=now,
+    )
+    outbox_emit(
+        livemode=contact.livemode,
+        event_type="tier.changed",
+        payload={
+            "contact_id": str(contact.pk),
+            "from_tier": old_tier.name if old_tier else None,
+            "to_tier": new_tier.name if new_tier else None,
+            "reason": reason,
+            "qualifying_value": value,
+        },
+    )
+
+
+@transaction.atomic
+def tier_evaluate(*, contact: Contact, now: datetime | None = None) -> Tier | None:
+    """Bring the contact's tier in line with its qualifying value: an upgrade takes effect at
+    once; a downgrade follows the program's policy. Safe to call any time, from any number of
+    workers (the contact's tier row is locked). Returns the tier the contact is in afterwards."""
+    now = now or timezone.now()
+    program = program_for(livemode=contact.livemode)
+    ContactTier.objects.get_or_create(contact=contact)
+    status = ContactTier.objects.select_for_update().select_related("tier").get(contact=contact)
+    value = qualifying_value(contact=contact, program=program, now=now)
+    target = (
+        Tier.objects.filter(livemode=contact.livemode, is_active=True, threshold__lte=value).order_by("-rank").first()
+    )
+    current = status.tier
+    current_rank = current.rank if current else -1
+    target_rank = target.rank if target else -1
+    period = relativedelta(months=program.tier_window_months)
+    if target_rank > current_rank:
+        _record(contact, status, target, value, "upgrade", now)
+        status.tier, status.achieved_at, status.period_ends_at, status.below_threshold_since = (
+            target,
+            now,
+            now + period,
+            None,
+        )
+    elif target_rank == current_rank:
+        status.below_threshold_since = None
+        if current and status.period_ends_at and status.period_ends_at <= now:
+            status.period_ends_at = now + period  # re-qualified: a new period starts
+    else:
+        policy = program.tier_downgrade_policy
+        status.below_threshold_since = status.below_threshold_since or now
+        due = (
+            policy == Program.DowngradePolicy.PERIOD_END and status.period_ends_at and status.period_ends_at <= now
+        ) or (
+            policy == Program.DowngradePolicy.AFTER_GRACE
+            and (now - status.below_threshold_since).days >= program.tier_downgrade_grace_days
+        )
+        if due:
+            _record(contact, status, target, value, "downgrade", now)
+            status.tier = target
+            status.achieved_at = now if target else None
+            status.period_ends_at = now + period if target else None
+            status.below_threshold_since = None
+    status.save()
+    return status.tier
+
+
+def tiers_review(*, now: datetime | None = None, batch_size: int = 500) -> int:
+    """Re-evaluate every contact holding a tier (the beat task): downgrades come due with time
+    even when nothing happens. Returns how many contacts changed tier."""
+    now = now or timezone.now()
+    changed, last_pk = 0, None
+    while True:
+        statuses = ContactTier.objects.filter(tier__isnull=False).order_by("contact_id")
+        if last_pk is not None:
+            statuses = statuses.filter(contact_id__gt=last_pk)
+        batch = list(statuses.select_related("contact", "tier")[:batch_size])
+        if not batch:
+            return changed
+        for status in batch:
+            before = status.tier_id
+            after = tier_evaluate(contact=status.contact, now=now)
+            changed += (after.pk if after else None) != before
+        last_pk = batch[-1].contact_id
+
+
+def _check_tier(tier: Tier) -> None:
+    if tier.threshold is None or tier.threshold < 0:
+        raise ValidationError.for_field("threshold", "The threshold cannot be negative.")
+    if tier.multiplier is None or tier.multiplier < 0:
+        raise ValidationError.for_field("multiplier", "The multiplier cannot be negative.")
+    if not (tier.name or "").strip():
+        raise ValidationError.for_field("name", "A tier needs a name.")
+
+
+def _save_tier(tier: Tier) -> Tier:
+    _check_tier(tier)
+    try:
+        with transaction.atomic():
+            tier.save()
+    except IntegrityError:
+        raise DuplicateTier(
+            parameters=[DuplicateTier.parameter("rank", value=tier.rank), DuplicateTier.parameter("name")]
+        ) from None
+    return tier
+
+
+def tier_create(*, livemode: bool, **fields: Any) -> Tier:
+    """Raises ValidationError, DuplicateTier (rank or name taken in this mode)."""
+    return _save_tier(Tier(livemode=livemode, **{key: value for key, value in fields.items() if key in TIER_FIELDS}))
+
+
+def tier_update(*, tier: Tier, **fields: Any) -> Tier:
+    for key, value in fields.items():
+        if key in TIER_FIELDS:
+            setattr(tier, key, value)
+    return _save_tier(tier)
