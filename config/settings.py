@@ -177,10 +177,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
-    "purge-idempotency-records": {
-        "task": "core.idempotency_records_purge",
-        "schedule": timedelta(hours=1),
-    },
+    "purge-idempotency-records": {"task": "core.idempotency_records_purge", "schedule": timedelta(hours=1)},
+    "expire-lots": {"task": "loyalty.lots_expire_due", "schedule": timedelta(minutes=15)},
+    "release-pending-points": {"task": "loyalty.pending_lots_release", "schedule": timedelta(minutes=15)},
+    "review-tiers": {"task": "loyalty.tiers_review", "schedule": timedelta(hours=24)},
 }
 
 # --- Admin theme -----------------------------------------------------------------------------

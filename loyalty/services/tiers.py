@@ -61,7 +61,7 @@ def tier_evaluate(*, contact: Contact, now: datetime | None = None) -> Tier | No
     now = now or timezone.now()
     program = program_for(livemode=contact.livemode)
     ContactTier.objects.get_or_create(contact=contact)
-    status = ContactTier.objects.select_for_update().select_related("tier").get(contact=contact)
+    status = ContactTier.objects.select_for_update(of=("self",)).select_related("tier").get(contact=contact)
     value = qualifying_value(contact=contact, program=program, now=now)
     target = (
         Tier.objects.filter(livemode=contact.livemode, is_active=True, threshold__lte=value).order_by("-rank").first()

@@ -72,8 +72,12 @@ def test_zero_or_negative_amounts_are_refused(points, amount):
 
 def test_spending_takes_the_soonest_expiring_lot_first(points):
     now = timezone.now()
-    late = ledger_credit(account=points, amount=50, kind="earn", cause=cause("late"), expires_at=now + timedelta(days=300))
-    soon = ledger_credit(account=points, amount=50, kind="earn", cause=cause("soon"), expires_at=now + timedelta(days=10))
+    late = ledger_credit(
+        account=points, amount=50, kind="earn", cause=cause("late"), expires_at=now + timedelta(days=300)
+    )
+    soon = ledger_credit(
+        account=points, amount=50, kind="earn", cause=cause("soon"), expires_at=now + timedelta(days=10)
+    )
     never = ledger_credit(account=points, amount=50, kind="earn", cause=cause("never"))
     ledger_debit(account=points, amount=70, kind="spend", cause=cause("spend"))
     remaining = {lot.entry_id: lot.remaining for lot in points.lots.all()}
@@ -122,7 +126,9 @@ def test_pending_points_are_not_spendable_until_released(points):
 
 def test_reversing_a_pending_earning_removes_it_from_pending(points):
     now = timezone.now()
-    earn = ledger_credit(account=points, amount=60, kind="earn", cause=cause("a"), pending_until=now + timedelta(days=14))
+    earn = ledger_credit(
+        account=points, amount=60, kind="earn", cause=cause("a"), pending_until=now + timedelta(days=14)
+    )
     ledger_reverse(original=earn, cause=cause("r"))
     points.refresh_from_db()
     assert (points.balance, points.pending) == (0, 0)
