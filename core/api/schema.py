@@ -44,12 +44,12 @@ class ErrorDocumentingAutoSchema(AutoSchema):
             parameters.append(IDEMPOTENCY_KEY_PARAMETER)
         return parameters
 
-    def get_response_serializers(self):
-        declared = super().get_response_serializers()
-        if not isinstance(declared, dict):
-            success_code = "201" if self.method == "POST" and self._is_create_operation() else "200"
-            declared = {success_code: declared}
-        responses = dict(declared)
+    def _get_response_bodies(self, direction="response"):
+        # Added here rather than in get_response_serializers(): @extend_schema(responses=...)
+        # replaces that method, which would drop the error responses of every such operation.
+        responses = super()._get_response_bodies(direction)
+        if not self.path.startswith("/api/"):
+            return responses  # /healthz and the like: no API key, no error contract
         errors = {
             "400": "Invalid request (VALIDATION_ERROR, LIMIT_EXCEEDED).",
             "401": "Missing, invalid or revoked API key (AUTHENTICATION_FAILED).",
@@ -61,7 +61,10 @@ class ErrorDocumentingAutoSchema(AutoSchema):
         if self.method in ("POST", "PUT", "PATCH", "DELETE"):
             errors["409"] = "State conflict (CONFLICT, IDEMPOTENCY_MISMATCH, …)."
         for code, description in errors.items():
-            responses.setdefault(code, OpenApiResponse(ErrorSerializer, description=description))
+            if code not in responses:
+                responses[code] = self._get_response_for_code(
+                    OpenApiResponse(ErrorSerializer, description=description), code, direction=direction
+                )
         return responses
 
     def _is_create_operation(self) -> bool:
