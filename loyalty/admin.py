@@ -1,5 +1,7 @@
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.forms.models import BaseInlineFormSet
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import display
 
@@ -9,8 +11,24 @@ from loyalty import services
 from loyalty.models import Contact, ContactExternalId
 
 
+class ContactExternalIdFormSet(BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        for form in self.extra_forms:
+            if not form.has_changed() or form.errors:
+                continue
+            # `livemode` is not on the form: without this a new id would take the model default
+            # (live) whatever the contact's mode, and its uniqueness per mode would go unchecked.
+            form.instance.livemode = self.instance.livemode
+            try:
+                form.instance.validate_constraints()
+            except DjangoValidationError as error:
+                form.add_error(None, error)
+
+
 class ContactExternalIdInline(TabularInline):
     model = ContactExternalId
+    formset = ContactExternalIdFormSet
     fields = ("source", "value", "created_at")
     readonly_fields = ("created_at",)
     extra = 0
@@ -91,15 +109,16 @@ class ContactAdmin(ModelAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         """Phones are stored E.164: a search typed the way people write numbers still finds them."""
-        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         term = search_term.strip()
         if term and any(char.isdigit() for char in term):
             try:
                 phone = normalize_phone(term)
             except DomainValidationError:
-                return queryset, may_have_duplicates
-            queryset |= self.model.objects.filter(mobile_phone=phone)
-        return queryset, may_have_duplicates
+                return results, may_have_duplicates
+            # From the queryset given, not the manager: the list filters (e.g. mode) still apply.
+            results |= queryset.filter(mobile_phone=phone)
+        return results, may_have_duplicates
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
@@ -108,6 +127,11 @@ class ContactAdmin(ModelAdmin):
             changes = {field: data[field] for field in form.changed_data if field in data}
             if {"email_consent", "sms_consent"} & set(form.changed_data):
                 changes["consents"] = consents
+            if "attributes" in changes:
+                # The form holds the whole new dict but the service merges: name removed keys.
+                new_attributes = changes["attributes"] or {}
+                removed = {key: None for key in form.initial.get("attributes") or {} if key not in new_attributes}
+                changes["attributes"] = {**removed, **new_attributes}
             services.contact_update(contact=obj, **changes)
             return
         created = services.contact_create(

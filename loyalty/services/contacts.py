@@ -144,7 +144,17 @@ def contact_create(
 def contact_update(*, contact: Contact, **changes: Any) -> Contact:
     """Change profile fields; `email`/`mobile_phone` None removes them; `attributes` merges (a
     None value deletes that attribute); `external_ids` adds identifiers (they are permanent);
-    `consents` sets the consents given. Raises ValidationError, DuplicateIdentifier."""
+    `consents` sets the consents given. Safe under concurrent updates: the row is locked and
+    re-read first. Raises ValidationError, DuplicateIdentifier."""
+    with transaction.atomic():
+        # Changes applied to a stale copy would undo a concurrent writer's (every column is
+        # saved, attributes are merged): re-read the row under its lock, then change it.
+        contact.refresh_from_db(from_queryset=Contact.objects.select_for_update())
+        _apply_changes(contact=contact, changes=changes)
+    return contact
+
+
+def _apply_changes(*, contact: Contact, changes: dict[str, Any]) -> None:
     for field in PROFILE_FIELDS:
         if field in changes:
             setattr(contact, field, changes[field])
@@ -168,4 +178,3 @@ def contact_update(*, contact: Contact, **changes: Any) -> Contact:
         _check_attributes(contact.attributes)
     external_ids = _normalized_external_ids(changes.get("external_ids") or [])
     _save_with_identifiers(contact=contact, external_ids=external_ids, is_new=False)
-    return contact
