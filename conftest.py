@@ -54,4 +54,3 @@ def client_live(make_client) -> KeyClient:
 def management_client(make_client) -> KeyClient:
     """A test-mode key with both scopes."""
     return make_client(livemode=False, scopes=("integration", "management"), name="test management")
-

@@ -158,6 +158,8 @@ IDEMPOTENCY_RETENTION = timedelta(hours=env.int("IDEMPOTENCY_RETENTION_HOURS", d
 IDEMPOTENCY_IN_FLIGHT_TIMEOUT = timedelta(seconds=60)
 
 PHONE_DEFAULT_REGION = env("PHONE_DEFAULT_REGION", default="SE")
+# On PostgreSQL a ledger credit is one SQL statement (one round trip); off = the portable path.
+LEDGER_SQL_FAST_PATH = env.bool("LEDGER_SQL_FAST_PATH", default=True)
 MEMBER_NUMBER_PREFIX = env("MEMBER_NUMBER_PREFIX", default="7")
 
 # --- Celery ----------------------------------------------------------------------------------

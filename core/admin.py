@@ -4,6 +4,7 @@ from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group, User
 from django.utils.html import format_html
+from rest_framework_api_key.models import APIKey as LibraryApiKey
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
@@ -25,6 +26,8 @@ def environment_badge(request):
 
 admin.site.unregister(User)
 admin.site.unregister(Group)
+# The library's own concrete APIKey model is unused: keys live in core.ApiKey.
+admin.site.unregister(LibraryApiKey)
 
 
 @admin.register(User)

@@ -123,7 +123,7 @@ STAFF_GROUPS = ("Marketers", "Order agents", "Integration admins")
 def staff_group_permissions_grant(*, apps, grants: dict[str, dict[str, tuple[str, ...]]]) -> None:
     """For data migrations: give each staff group the listed actions on the listed models.
 
-    `grants` maps a group name to {"app_label.model": ("view", "change", ...)}. Permissions are
+    `grants` maps a group name to {"app_label.model": ("view", "change", "custom_codename", ...)}. Permissions are
     created first: on a fresh database they do not exist until post_migrate otherwise.
     """
     from django.contrib.auth.management import create_permissions
@@ -138,7 +138,11 @@ def staff_group_permissions_grant(*, apps, grants: dict[str, dict[str, tuple[str
         group, _ = group_model.objects.get_or_create(name=group_name)
         for model_label, actions in models_actions.items():
             app_label, model_name = model_label.split(".")
-            codenames = [f"{action}_{model_name}" for action in actions]
+            # Default actions name the model's permission; anything else is a custom codename.
+            codenames = [
+                f"{action}_{model_name}" if action in ("add", "change", "delete", "view") else action
+                for action in actions
+            ]
             permissions = list(
                 permission_model.objects.filter(content_type__app_label=app_label, codename__in=codenames)
             )

@@ -234,6 +234,10 @@ class LedgerEntry(LivemodeModel):
 
     class Meta:
         verbose_name_plural = "ledger entries"
+        permissions = [
+            ("adjust_balance", "Can post manual balance adjustments"),
+            ("view_liability", "Can view the liability report"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["livemode", "idempotency_key"], name="ledger_entry_idempotency_key_unique"),
             models.CheckConstraint(condition=~Q(amount=0), name="ledger_entry_amount_not_zero"),

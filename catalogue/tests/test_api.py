@@ -12,6 +12,7 @@ from catalogue.tests.factories import (
     ProductFamilyFactory,
     VenueFactory,
 )
+from core.tests.assertions import assert_error_body
 
 pytestmark = pytest.mark.django_db
 
@@ -21,17 +22,10 @@ PRODUCTS = "/api/v1/products"
 SOME_ID = "6f1c1d2e-8a55-4a4e-9f57-1f0d3c6b2a10"
 
 
-def assert_error(response, status, code, *names):
-    """The contract's error body, with `parameters` naming each of `names`."""
-    body = response.json()
-    assert response.status_code == status, body
-    assert body["status"] == status
-    assert body["error"] == code
-    assert isinstance(body["message"], str) and body["message"]
-    named = [parameter["name"] for parameter in body["parameters"]]
-    for name in names:
-        assert name in named, (name, named)
-    return body
+def assert_error(response, status, code, *parameters):
+    """The contract's error body, its `parameters` exactly `parameters`: each offending field or id,
+    followed by its offending value where there is one (`"id", "<uuid>"`)."""
+    return assert_error_body(response, status, code, parameters)
 
 
 def _all_pages(client, url, **params):
@@ -116,8 +110,7 @@ def test_a_duplicate_merchant_number_is_refused(management_client):
 
     response = management_client.post(MERCHANTS, {"number": "1001", "name": "Copy"}, format="json")
 
-    body = assert_error(response, 409, "DUPLICATE_NUMBER", "number")
-    assert body["parameters"][0]["value"] == "1001"
+    assert_error(response, 409, "DUPLICATE_NUMBER", "number", "1001")
     assert Merchant.objects.count() == 1
 
 
@@ -173,7 +166,7 @@ def test_a_merchant_is_read_by_its_id(management_client):
 
 @pytest.mark.parametrize("bad_id", ["not-a-uuid", SOME_ID])
 def test_an_unknown_or_malformed_merchant_id_is_not_found(management_client, bad_id):
-    assert_error(management_client.get(f"{MERCHANTS}/{bad_id}"), 404, "NOT_FOUND", "id")
+    assert_error(management_client.get(f"{MERCHANTS}/{bad_id}"), 404, "NOT_FOUND", "id", bad_id)
 
 
 def test_a_merchant_patch_changes_only_the_fields_sent(management_client):
@@ -195,7 +188,7 @@ def test_a_merchant_patch_to_a_taken_number_is_refused_and_changes_nothing(manag
         f"{MERCHANTS}/{merchant.pk}", {"number": "1001", "name": "Beta 2"}, format="json"
     )
 
-    assert_error(response, 409, "DUPLICATE_NUMBER", "number")
+    assert_error(response, 409, "DUPLICATE_NUMBER", "number", "1001")
     merchant.refresh_from_db()
     assert (merchant.number, merchant.name) == ("2002", "Beta")
 
@@ -204,12 +197,16 @@ def test_a_merchant_of_one_mode_is_invisible_to_a_key_of_the_other(management_cl
     test_merchant = MerchantFactory(livemode=False, name="Test shop")
     live_merchant = MerchantFactory(livemode=True, name="Live shop")
 
-    assert_error(live_management_client.get(f"{MERCHANTS}/{test_merchant.pk}"), 404, "NOT_FOUND")
-    assert_error(management_client.get(f"{MERCHANTS}/{live_merchant.pk}"), 404, "NOT_FOUND")
+    assert_error(
+        live_management_client.get(f"{MERCHANTS}/{test_merchant.pk}"), 404, "NOT_FOUND", "id", str(test_merchant.pk)
+    )
+    assert_error(
+        management_client.get(f"{MERCHANTS}/{live_merchant.pk}"), 404, "NOT_FOUND", "id", str(live_merchant.pk)
+    )
     assert [entry["id"] for entry in live_management_client.get(MERCHANTS).json()["results"]] == [str(live_merchant.pk)]
     assert [entry["id"] for entry in management_client.get(MERCHANTS).json()["results"]] == [str(test_merchant.pk)]
     response = live_management_client.patch(f"{MERCHANTS}/{test_merchant.pk}", {"name": "Hacked"}, format="json")
-    assert_error(response, 404, "NOT_FOUND")
+    assert_error(response, 404, "NOT_FOUND", "id", str(test_merchant.pk))
     test_merchant.refresh_from_db()
     assert test_merchant.name == "Test shop"
 
@@ -288,7 +285,7 @@ def test_a_duplicate_venue_number_within_a_merchant_is_refused(management_client
         VENUES, {"merchant": str(venue.merchant_id), "number": "01", "name": "Copy"}, format="json"
     )
 
-    assert_error(response, 409, "DUPLICATE_NUMBER", "number")
+    assert_error(response, 409, "DUPLICATE_NUMBER", "number", "01")
     assert Venue.objects.count() == 1
 
 
@@ -311,7 +308,7 @@ def test_a_venue_under_a_merchant_of_the_other_mode_is_not_found_naming_merchant
         VENUES, {"merchant": str(live_merchant.pk), "number": "01", "name": "Main"}, format="json"
     )
 
-    assert_error(response, 404, "NOT_FOUND", "merchant")
+    assert_error(response, 404, "NOT_FOUND", "merchant", str(live_merchant.pk))
     assert Venue.objects.count() == 0
 
 
@@ -323,11 +320,11 @@ def test_a_venue_with_a_malformed_merchant_id_is_refused_naming_merchant(managem
 
 
 def test_a_venue_under_an_unknown_merchant_is_not_found(management_client):
-    response = management_client.post(
-        VENUES, {"merchant": str(uuid.uuid4()), "number": "01", "name": "Main"}, format="json"
-    )
+    unknown = str(uuid.uuid4())
 
-    assert_error(response, 404, "NOT_FOUND", "merchant")
+    response = management_client.post(VENUES, {"merchant": unknown, "number": "01", "name": "Main"}, format="json")
+
+    assert_error(response, 404, "NOT_FOUND", "merchant", unknown)
 
 
 def test_venues_are_listed_in_cursor_pages_with_their_merchant_number(management_client):
@@ -367,7 +364,7 @@ def test_a_venue_is_read_by_its_id(management_client):
 
 
 def test_a_malformed_venue_id_is_not_found(management_client):
-    assert_error(management_client.get(f"{VENUES}/nope"), 404, "NOT_FOUND", "id")
+    assert_error(management_client.get(f"{VENUES}/nope"), 404, "NOT_FOUND", "id", "nope")
 
 
 def test_a_venue_patch_changes_only_the_fields_sent(management_client):
@@ -399,7 +396,7 @@ def test_a_venue_patch_to_a_number_taken_in_its_merchant_is_refused(management_c
 
     response = management_client.patch(f"{VENUES}/{second.pk}", {"number": "01"}, format="json")
 
-    assert_error(response, 409, "DUPLICATE_NUMBER", "number")
+    assert_error(response, 409, "DUPLICATE_NUMBER", "number", "01")
     second.refresh_from_db()
     assert second.number == "02"
 
@@ -418,9 +415,10 @@ def test_a_venue_cannot_be_moved_to_another_merchant(management_client):
 def test_a_venue_of_one_mode_is_invisible_to_a_key_of_the_other(live_management_client):
     venue = VenueFactory(name="Test venue")
 
-    assert_error(live_management_client.get(f"{VENUES}/{venue.pk}"), 404, "NOT_FOUND")
+    assert_error(live_management_client.get(f"{VENUES}/{venue.pk}"), 404, "NOT_FOUND", "id", str(venue.pk))
     assert live_management_client.get(VENUES).json()["results"] == []
-    assert_error(live_management_client.patch(f"{VENUES}/{venue.pk}", {"name": "X"}, format="json"), 404, "NOT_FOUND")
+    response = live_management_client.patch(f"{VENUES}/{venue.pk}", {"name": "X"}, format="json")
+    assert_error(response, 404, "NOT_FOUND", "id", str(venue.pk))
     venue.refresh_from_db()
     assert venue.name == "Test venue"
 
@@ -484,8 +482,7 @@ def test_a_duplicate_sku_is_refused_and_leaves_no_new_family_behind(management_c
 
     response = management_client.post(PRODUCTS, {"sku": "SKU-1", "family": "brand-new-family"}, format="json")
 
-    body = assert_error(response, 409, "DUPLICATE_SKU", "sku")
-    assert body["parameters"][0]["value"] == "SKU-1"
+    assert_error(response, 409, "DUPLICATE_SKU", "sku", "SKU-1")
     assert Product.objects.count() == 1
     assert ProductFamily.objects.count() == families_before
     assert not ProductFamily.objects.filter(code="brand-new-family").exists()
@@ -554,7 +551,7 @@ def test_a_product_is_read_by_its_sku(management_client):
 
 
 def test_an_unknown_sku_is_not_found_naming_sku(management_client):
-    assert_error(management_client.get(f"{PRODUCTS}/NOPE"), 404, "NOT_FOUND", "sku")
+    assert_error(management_client.get(f"{PRODUCTS}/NOPE"), 404, "NOT_FOUND", "sku", "NOPE")
 
 
 def test_a_product_patch_changes_only_the_fields_sent(management_client):
@@ -595,12 +592,12 @@ def test_a_product_of_one_mode_is_invisible_to_a_key_of_the_other(management_cli
     ProductFactory(sku="TEST-ONLY", name="Test product")
     ProductFactory(sku="LIVE-ONLY", livemode=True)
 
-    assert_error(live_management_client.get(f"{PRODUCTS}/TEST-ONLY"), 404, "NOT_FOUND", "sku")
-    assert_error(management_client.get(f"{PRODUCTS}/LIVE-ONLY"), 404, "NOT_FOUND", "sku")
+    assert_error(live_management_client.get(f"{PRODUCTS}/TEST-ONLY"), 404, "NOT_FOUND", "sku", "TEST-ONLY")
+    assert_error(management_client.get(f"{PRODUCTS}/LIVE-ONLY"), 404, "NOT_FOUND", "sku", "LIVE-ONLY")
     assert [entry["sku"] for entry in live_management_client.get(PRODUCTS).json()["results"]] == ["LIVE-ONLY"]
     assert [entry["sku"] for entry in management_client.get(PRODUCTS).json()["results"]] == ["TEST-ONLY"]
     response = live_management_client.patch(f"{PRODUCTS}/TEST-ONLY", {"name": "Hacked"}, format="json")
-    assert_error(response, 404, "NOT_FOUND", "sku")
+    assert_error(response, 404, "NOT_FOUND", "sku", "TEST-ONLY")
     assert Product.objects.get(sku="TEST-ONLY").name == "Test product"
 
 

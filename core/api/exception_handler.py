@@ -40,7 +40,7 @@ CODE_BY_STATUS = {
 
 
 def error_body(status_code: int, code: str, message: str, parameters: list | None = None) -> dict[str, Any]:
-    return {"status": status_code, "error": code, "message": message, "parameters": parameters or []}
+    return {"status": status_code, "error": code, "message": message, "parameters": render_parameters(parameters or [])}
 
 
 def error_json_response(status_code: int, message: str, code: str | None = None) -> JsonResponse:
@@ -53,8 +53,11 @@ def flatten_validation_detail(detail: Any, prefix: str = "") -> list[dict[str, A
     if isinstance(detail, dict):
         entries = []
         for key, value in detail.items():
-            name = "body" if key in ("non_field_errors",) else str(key)
-            entries.extend(flatten_validation_detail(value, f"{prefix}.{name}" if prefix else name))
+            if key in ("non_field_errors", "body"):
+                name = prefix or "body"  # an error of the object itself names the object
+            else:
+                name = f"{prefix}.{key}" if prefix else str(key)
+            entries.extend(flatten_validation_detail(value, name))
         return entries
     if isinstance(detail, list):
         if all(not isinstance(item, (dict, list)) for item in detail):
@@ -73,9 +76,34 @@ def flatten_validation_detail(detail: Any, prefix: str = "") -> list[dict[str, A
 def _validation_message(parameters: list[dict[str, Any]]) -> str:
     if not parameters:
         return "The request is not valid."
-    first = parameters[0]
-    more = f" (and {len(parameters) - 1} more)" if len(parameters) > 1 else ""
-    return f"{first['name']}: {first['message']}{more}"
+    return "; ".join(f"{entry['name']}: {entry['message']}" for entry in parameters)
+
+
+def render_parameters(parameters: list) -> list[str]:
+    """The contract's `parameters`: strings naming the offending fields or ids, each followed by
+    the offending value (as the vendor APIs do: `["contact", "<id>"]`) and any figures that help,
+    as name/value pairs (`["spend.amount", "available", "7.50"]`)."""
+    rendered: list[str] = []
+    names_seen: set[str] = set()
+    for parameter in parameters:
+        if isinstance(parameter, str):
+            rendered.append(parameter)
+            continue
+        has_values = any(key not in ("name", "message", "code") for key in parameter)
+        if has_values or parameter["name"] not in names_seen:
+            # A field with several validation messages is named once.
+            rendered.append(parameter["name"])
+            names_seen.add(parameter["name"])
+        for key, value in parameter.items():
+            if key in ("name", "message", "code") or value is None:
+                continue
+            if key != "value":
+                rendered.append(key)
+            if isinstance(value, (list, tuple)):
+                rendered.extend(str(item) for item in value)
+            else:
+                rendered.append(str(value))
+    return rendered
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response:

@@ -8,12 +8,6 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
 
-class ErrorParameterSerializer(serializers.Serializer):
-    name = serializers.CharField(help_text="The offending field (dotted path for nested ones) or id.")
-    message = serializers.CharField(required=False)
-    code = serializers.CharField(required=False)
-
-
 class ErrorSerializer(serializers.Serializer):
     status = serializers.IntegerField(help_text="The HTTP status, repeated.")
     error = serializers.CharField(
@@ -23,7 +17,12 @@ class ErrorSerializer(serializers.Serializer):
         "OFFER_NOT_AVAILABLE, RATE_LIMITED, METHOD_NOT_ALLOWED, INTERNAL_ERROR."
     )
     message = serializers.CharField()
-    parameters = ErrorParameterSerializer(many=True)
+    parameters = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The offending fields (dotted paths for nested ones: `items.3.sku`) or ids, each followed by "
+        'the offending value where there is one (`["id", "<uuid>"]`) and by helpful figures as name/value '
+        'pairs (`["spend.amount", "available", "7.50"]`).',
+    )
 
 
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(

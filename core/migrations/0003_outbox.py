@@ -7,24 +7,28 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('core', '0002_staff_groups'),
+        ("core", "0002_staff_groups"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='OutboxEvent',
+            name="OutboxEvent",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('event_id', models.UUIDField(default=uuid.uuid4, editable=False, help_text='Stable across retries.', unique=True)),
-                ('livemode', models.BooleanField()),
-                ('event_type', models.CharField(db_index=True, max_length=64)),
-                ('payload', models.JSONField(encoder=django.core.serializers.json.DjangoJSONEncoder)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "event_id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, help_text="Stable across retries.", unique=True
+                    ),
+                ),
+                ("livemode", models.BooleanField()),
+                ("event_type", models.CharField(db_index=True, max_length=64)),
+                ("payload", models.JSONField(encoder=django.core.serializers.json.DjangoJSONEncoder)),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
             ],
             options={
-                'verbose_name': 'outbox event',
+                "verbose_name": "outbox event",
             },
         ),
     ]

@@ -13,7 +13,7 @@ from catalogue.models import Merchant
 from core import services, tasks
 from core.exceptions import IdempotencyInFlight, IdempotencyMismatch, ValidationError
 from core.models import IdempotencyRecord
-from core.tests.assertions import assert_error_body, parameter_names
+from core.tests.assertions import assert_error_body
 from loyalty.models import Contact
 
 CONTACTS = "/api/v1/contacts"
@@ -70,9 +70,7 @@ def test_same_key_with_a_different_body_is_an_idempotency_mismatch(client_test):
 
     response = post_contact(client_test, {**ANA, "first_name": "Anna"}, "create-ana-4")
 
-    body = assert_error_body(response, 409, "IDEMPOTENCY_MISMATCH")
-    assert parameter_names(body) == ["Idempotency-Key"]
-    assert body["parameters"][0]["value"] == "create-ana-4"
+    assert_error_body(response, 409, "IDEMPOTENCY_MISMATCH", ["Idempotency-Key", "create-ana-4"])
     assert Contact.objects.count() == 1
     assert Contact.objects.get().first_name == "Ana"
 
@@ -162,8 +160,7 @@ def test_request_without_a_key_is_not_idempotent(client_test):
 def test_empty_or_overlong_idempotency_key_is_a_validation_error(client_test, key):
     response = post_contact(client_test, ANA, key)
 
-    body = assert_error_body(response, 400, "VALIDATION_ERROR")
-    assert parameter_names(body) == ["Idempotency-Key"]
+    assert_error_body(response, 400, "VALIDATION_ERROR", ["Idempotency-Key"])
     assert Contact.objects.count() == 0
 
 

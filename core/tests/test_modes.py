@@ -21,9 +21,13 @@ def test_contact_created_with_a_test_key_is_invisible_to_a_live_key(client_test,
     contact = created.json()
     assert contact["livemode"] is False
 
-    body = assert_error_body(client_live.get(f"{CONTACTS}/{contact['id']}"), 404, "NOT_FOUND")
-    assert body["parameters"][0]["value"] == contact["id"]
-    assert_error_body(identify_by_email(client_live, "ana@example.com"), 404, "NOT_FOUND")
+    assert_error_body(client_live.get(f"{CONTACTS}/{contact['id']}"), 404, "NOT_FOUND", ["id", contact["id"]])
+    assert_error_body(
+        identify_by_email(client_live, "ana@example.com"),
+        404,
+        "NOT_FOUND",
+        ["match_key", "ana@example.com", "match_key_type", "email"],
+    )
     assert client_live.get(CONTACTS).json()["results"] == []
     assert_error_body(
         client_live.patch(f"{CONTACTS}/{contact['id']}", {"first_name": "Eve"}, format="json"), 404, "NOT_FOUND"

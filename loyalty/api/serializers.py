@@ -1,7 +1,10 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.api.serializers import StrictCharField, StrictSerializer
-from loyalty.models import Contact, ContactExternalId
+from core.money import format_minor
+from loyalty.models import Account, Contact, ContactExternalId, EarningRule, LedgerEntry, Tier
 
 
 class ExternalIdSerializer(StrictSerializer):
@@ -65,3 +68,159 @@ class ContactSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         )
+
+
+class LedgerFilterSerializer(StrictSerializer):
+    kind = serializers.ChoiceField(choices=LedgerEntry.Kind.values, required=False)
+    account = serializers.ChoiceField(choices=Account.Kind.values, required=False)
+    cursor = serializers.CharField(required=False)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=500)
+
+
+class LedgerEntrySerializer(serializers.ModelSerializer):
+    account = serializers.CharField(source="account.kind", help_text="points, open or commerce")
+    currency = serializers.SerializerMethodField()
+    amount = serializers.SerializerMethodField(help_text="Points (integer) or money (decimal string), signed.")
+    balance_after = serializers.SerializerMethodField()
+
+    class Meta:
+        model = LedgerEntry
+        fields = (
+            "id",
+            "account",
+            "currency",
+            "kind",
+            "amount",
+            "balance_after",
+            "source_type",
+            "source_id",
+            "reverses",
+            "reason",
+            "occurred_at",
+            "created_at",
+        )
+
+    def get_currency(self, entry) -> str | None:
+        return entry.account.currency or None
+
+    def _value(self, entry, value):
+        return value if entry.account.kind == Account.Kind.POINTS else format_minor(value, entry.account.currency)
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_amount(self, entry):
+        return self._value(entry, entry.amount)
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_balance_after(self, entry):
+        return self._value(entry, entry.balance_after)
+
+
+class SpendTokenSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    code = serializers.CharField(help_text="The one-time code; shown only here.")
+    expires_at = serializers.DateTimeField()
+    max_attempts = serializers.IntegerField()
+
+
+class _PointsSerializer(serializers.Serializer):
+    balance = serializers.IntegerField()
+    available = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    debt = serializers.IntegerField()
+    next_expiring = serializers.ListField(child=serializers.DictField())
+
+
+class _MoneySerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    currency = serializers.CharField()
+    balance = serializers.DecimalField(max_digits=20, decimal_places=2)
+    available = serializers.DecimalField(max_digits=20, decimal_places=2)
+    pending = serializers.DecimalField(max_digits=20, decimal_places=2)
+    lots = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="Commerce only: remaining, expires_at, spend_conditions.",
+    )
+
+
+class WalletSerializer(serializers.Serializer):
+    contact_id = serializers.UUIDField()
+    livemode = serializers.BooleanField()
+    points = _PointsSerializer()
+    money = _MoneySerializer(many=True)
+    tier = serializers.DictField(help_text="current, next, qualifying_value, remaining_to_next, basis, window_months")
+
+
+class TierSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Tier
+        fields = (
+            "id",
+            "livemode",
+            "name",
+            "rank",
+            "threshold",
+            "multiplier",
+            "description",
+            "is_active",
+            "created_at",
+            "updated_at",
+        )
+
+
+class TierInputSerializer(StrictSerializer):
+    name = StrictCharField(max_length=100)
+    rank = serializers.IntegerField(min_value=0, max_value=1000)
+    threshold = serializers.IntegerField(min_value=0, help_text="Points, or minor units of the program currency.")
+    multiplier = serializers.DecimalField(max_digits=5, decimal_places=2, min_value=0, required=False)
+    description = StrictCharField(required=False, allow_blank=True)
+    is_active = serializers.BooleanField(required=False)
+
+
+class RestrictionSerializer(StrictSerializer):
+    kind = serializers.ChoiceField(choices=["sku", "family", "brand"])
+    value = StrictCharField(max_length=64)
+
+
+class EarningRuleSerializer(serializers.ModelSerializer):
+    exclusions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = EarningRule
+        fields = (
+            "id",
+            "livemode",
+            "name",
+            "is_active",
+            "currency",
+            "points_per_unit",
+            "tier",
+            "apply_tier_multiplier",
+            "rounding",
+            "valid_from",
+            "valid_until",
+            "expiry_months",
+            "pending_days",
+            "exclusions",
+            "created_at",
+            "updated_at",
+        )
+
+    @extend_schema_field(RestrictionSerializer(many=True))
+    def get_exclusions(self, rule):
+        return [{"kind": exclusion.kind, "value": exclusion.value} for exclusion in rule.exclusions.all()]
+
+
+class EarningRuleInputSerializer(StrictSerializer):
+    name = StrictCharField(max_length=200)
+    is_active = serializers.BooleanField(required=False)
+    currency = StrictCharField(max_length=3)
+    points_per_unit = serializers.DecimalField(max_digits=10, decimal_places=4, min_value=0)
+    tier = serializers.IntegerField(required=False, allow_null=True, help_text="A tier id; empty = everyone.")
+    apply_tier_multiplier = serializers.BooleanField(required=False)
+    rounding = serializers.ChoiceField(choices=EarningRule.Rounding.values, required=False)
+    valid_from = serializers.DateTimeField(required=False, allow_null=True)
+    valid_until = serializers.DateTimeField(required=False, allow_null=True)
+    expiry_months = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=120)
+    pending_days = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=365)
+    exclusions = RestrictionSerializer(many=True, required=False, help_text="At most 50 (SKU, family, brand).")

@@ -1,13 +1,31 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from core.api.idempotency import idempotent
 from core.api.serializers import MATCH_KEY_TYPES
-from core.api.views import ApiView
+from core.api.views import ApiView, ManagementApiView, get_in_mode_or_404
 from core.exceptions import ValidationError
 from loyalty import selectors, services
-from loyalty.api.serializers import ContactInputSerializer, ContactSerializer, ContactUpdateSerializer
+from loyalty.api.serializers import (
+    ContactInputSerializer,
+    ContactSerializer,
+    ContactUpdateSerializer,
+    EarningRuleInputSerializer,
+    EarningRuleSerializer,
+    LedgerEntrySerializer,
+    LedgerFilterSerializer,
+    SpendTokenSerializer,
+    TierInputSerializer,
+    TierSerializer,
+    WalletSerializer,
+)
+from loyalty.models import Account, LedgerEntry
+from loyalty.selectors import wallets as wallet_selectors
+from loyalty.services import earning as earning_services
+from loyalty.services import tiers as tier_services
+from loyalty.services import wallets as wallet_services
 
 MATCH_KEY_PARAMETERS = [
     OpenApiParameter("match_key", str, description="The identifier's value, e.g. +46707234567."),
@@ -79,3 +97,154 @@ class ContactDetailView(ApiView):
         contact = services.contact_update(contact=self.get_object(), **data)
         contact = selectors.contact_get(livemode=self.livemode, contact_id=contact.pk)
         return Response(ContactSerializer(contact).data)
+
+
+class ContactWalletView(ApiView):
+    @extend_schema(
+        summary="A contact's wallet",
+        description="Points (balance, available, pending, debt, next expiring), money balances per kind and "
+        "currency (commerce lots with their spend conditions), tier and progress to the next tier.",
+        responses={200: WalletSerializer},
+        tags=["wallets"],
+    )
+    def get(self, request, pk):
+        contact = selectors.contact_get(livemode=self.livemode, contact_id=pk)
+        return Response(wallet_selectors.wallet_summary(contact=contact))
+
+
+class LedgerPagination(CursorPagination):
+    ordering = ("-id",)
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class ContactLedgerView(ApiView):
+    pagination_class = LedgerPagination
+    serializer_class = LedgerEntrySerializer
+
+    @extend_schema(
+        summary="A contact's ledger, newest first",
+        parameters=[
+            OpenApiParameter("kind", str, enum=list(LedgerEntry.Kind.values)),
+            OpenApiParameter("account", str, enum=list(Account.Kind.values), description="points, open or commerce"),
+        ],
+        tags=["wallets"],
+    )
+    def get(self, request, pk):
+        contact = selectors.contact_get(livemode=self.livemode, contact_id=pk)
+        query = LedgerFilterSerializer.validated(request.query_params.dict())
+        entries = wallet_selectors.ledger_entries(
+            contact=contact, kind=query.get("kind"), account_kind=query.get("account")
+        )
+        return self.paginated(entries, LedgerEntrySerializer)
+
+
+class SpendTokenView(ApiView):
+    @extend_schema(
+        summary="Issue a one-time spend token (OTP)",
+        description="A short numeric code, shown only in this response, valid for the program's OTP lifetime, "
+        "single use; earlier codes stop working. Give it as `spend.otp` when spending.",
+        request=None,
+        responses={201: SpendTokenSerializer},
+        tags=["wallets"],
+    )
+    def post(self, request, pk):
+        # Deliberately not replayed through Idempotency-Key: the code would have to be stored in
+        # clear. A repeat simply issues a fresh code and the earlier one stops working.
+        contact = selectors.contact_get(livemode=self.livemode, contact_id=pk)
+        token, code = wallet_services.spend_token_issue(contact=contact)
+        return Response(
+            {"id": str(token.pk), "code": code, "expires_at": token.expires_at, "max_attempts": token.max_attempts},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class TierCollectionView(ManagementApiView):
+    serializer_class = TierSerializer
+
+    @extend_schema(summary="List tiers", tags=["management: program"])
+    def get(self, request):
+        return self.paginated(wallet_selectors.tier_list(livemode=self.livemode), TierSerializer)
+
+    @extend_schema(
+        summary="Create a tier",
+        request=TierInputSerializer,
+        responses={201: TierSerializer},
+        tags=["management: program"],
+    )
+    @idempotent
+    def post(self, request):
+        data = TierInputSerializer.validated(request.data)
+        tier = tier_services.tier_create(livemode=self.livemode, **data)
+        return Response(TierSerializer(tier).data, status=status.HTTP_201_CREATED)
+
+
+class TierDetailView(ManagementApiView):
+    serializer_class = TierSerializer
+
+    def get_object(self):
+        return get_in_mode_or_404(wallet_selectors.tier_list(livemode=self.livemode), pk=self.kwargs["pk"])
+
+    @extend_schema(summary="Get a tier", tags=["management: program"])
+    def get(self, request, pk):
+        return Response(TierSerializer(self.get_object()).data)
+
+    @extend_schema(summary="Update a tier", request=TierInputSerializer, tags=["management: program"])
+    def patch(self, request, pk):
+        data = TierInputSerializer.validated(request.data, partial=True)
+        tier = tier_services.tier_update(tier=self.get_object(), **data)
+        return Response(TierSerializer(tier).data)
+
+
+class EarningRuleCollectionView(ManagementApiView):
+    serializer_class = EarningRuleSerializer
+
+    @extend_schema(summary="List earning rules", tags=["management: program"])
+    def get(self, request):
+        return self.paginated(wallet_selectors.earning_rule_list(livemode=self.livemode), EarningRuleSerializer)
+
+    @extend_schema(
+        summary="Create an earning rule",
+        request=EarningRuleInputSerializer,
+        responses={201: EarningRuleSerializer},
+        tags=["management: program"],
+    )
+    @idempotent
+    def post(self, request):
+        data = EarningRuleInputSerializer.validated(request.data)
+        data["tier"] = _tier_in_mode(self.livemode, data.get("tier"))
+        rule = earning_services.earning_rule_create(livemode=self.livemode, **data)
+        rule = get_in_mode_or_404(wallet_selectors.earning_rule_list(livemode=self.livemode), pk=rule.pk)
+        return Response(EarningRuleSerializer(rule).data, status=status.HTTP_201_CREATED)
+
+
+def _tier_in_mode(livemode: bool, tier_id):
+    if tier_id is None:
+        return None
+    return get_in_mode_or_404(wallet_selectors.tier_list(livemode=livemode), name="tier", pk=tier_id)
+
+
+class EarningRuleDetailView(ManagementApiView):
+    serializer_class = EarningRuleSerializer
+
+    def get_object(self):
+        return get_in_mode_or_404(wallet_selectors.earning_rule_list(livemode=self.livemode), pk=self.kwargs["pk"])
+
+    @extend_schema(summary="Get an earning rule", tags=["management: program"])
+    def get(self, request, pk):
+        return Response(EarningRuleSerializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Update an earning rule",
+        description="`exclusions`, when sent, replaces the list.",
+        request=EarningRuleInputSerializer,
+        tags=["management: program"],
+    )
+    def patch(self, request, pk):
+        data = EarningRuleInputSerializer.validated(request.data, partial=True)
+        if "tier" in data:
+            data["tier"] = _tier_in_mode(self.livemode, data["tier"])
+        rule = earning_services.earning_rule_update(rule=self.get_object(), **data)
+        rule = get_in_mode_or_404(wallet_selectors.earning_rule_list(livemode=self.livemode), pk=rule.pk)
+        return Response(EarningRuleSerializer(rule).data)

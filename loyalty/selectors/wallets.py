@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db.models import Q, QuerySet
+from dateutil.relativedelta import relativedelta
+from django.db.models import Case, IntegerField, Q, QuerySet, Sum, When
+from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from core.money import format_minor
@@ -99,8 +101,13 @@ def wallet_summary(*, contact: Contact, now: datetime | None = None) -> dict:
 def _tier_dict(tier: Tier | None) -> dict | None:
     if tier is None:
         return None
-    return {"id": tier.pk, "name": tier.name, "rank": tier.rank, "threshold": tier.threshold,
-            "multiplier": str(tier.multiplier)}
+    return {
+        "id": tier.pk,
+        "name": tier.name,
+        "rank": tier.rank,
+        "threshold": tier.threshold,
+        "multiplier": str(tier.multiplier),
+    }
 
 
 def tier_progress(*, contact: Contact, now: datetime | None = None) -> dict:
@@ -150,3 +157,67 @@ def tier_list(*, livemode: bool) -> QuerySet[Tier]:
 
 def earning_rule_list(*, livemode: bool) -> QuerySet[EarningRule]:
     return EarningRule.objects.filter(livemode=livemode).select_related("tier").prefetch_related("exclusions")
+
+
+LIABILITY_HORIZONS = (30, 60, 90)
+
+
+def liability_report(*, livemode: bool, now: datetime | None = None, months: int = 12) -> dict:
+    """What the program owes and how it moves, for marketers and finance: outstanding points and
+    money per currency (with pending and points debt), what expires in the next 30/60/90 days,
+    and points earned/spent/expired per month. Aggregates only; a fixed number of queries."""
+    now = now or timezone.now()
+    balances = []
+    for row in (
+        Account.objects.filter(livemode=livemode)
+        .values("kind", "currency")
+        .annotate(
+            outstanding=Sum(Case(When(balance__gt=0, then="balance"), default=0, output_field=IntegerField())),
+            debt=Sum(Case(When(balance__lt=0, then="balance"), default=0, output_field=IntegerField())),
+            pending=Sum("pending"),
+        )
+        .order_by("kind", "currency")
+    ):
+        balances.append({**row, "debt": -(row["debt"] or 0)})
+    expiring = []
+    horizons = {days: now + timedelta(days=days) for days in LIABILITY_HORIZONS}
+    for row in (
+        Lot.objects.filter(
+            account__livemode=livemode,
+            remaining__gt=0,
+            expires_at__gt=now,
+            expires_at__lte=horizons[LIABILITY_HORIZONS[-1]],
+        )
+        .values("account__kind", "account__currency")
+        .annotate(
+            **{
+                f"within_{days}": Sum(
+                    Case(When(expires_at__lte=moment, then="remaining"), default=0, output_field=IntegerField())
+                )
+                for days, moment in horizons.items()
+            }
+        )
+        .order_by("account__kind", "account__currency")
+    ):
+        expiring.append(row)
+    start = (now - relativedelta(months=months - 1)).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    monthly: dict[str, dict[str, int]] = {}
+    cursor = start
+    while cursor <= now:
+        monthly[cursor.strftime("%Y-%m")] = {"earn": 0, "spend": 0, "expire": 0}
+        cursor += relativedelta(months=1)
+    for row in (
+        LedgerEntry.objects.filter(
+            livemode=livemode,
+            account__kind=Account.Kind.POINTS,
+            occurred_at__gte=start,
+            kind__in=["earn", "spend", "expire"],
+        )
+        .annotate(month=TruncMonth("occurred_at"))
+        .values("month", "kind")
+        .annotate(total=Sum("amount"))
+    ):
+        key = row["month"].strftime("%Y-%m")
+        if key in monthly:
+            monthly[key][row["kind"]] = abs(row["total"])
+    return {"generated_at": now, "balances": balances, "expiring": expiring, "monthly_points": monthly}

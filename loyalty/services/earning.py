@@ -146,7 +146,8 @@ def _check_exclusions(exclusions: list[dict[str, str]]) -> list[tuple[str, str]]
     return sorted(set(pairs))
 
 
-def _check_rule(rule: EarningRule) -> None:
+def check_rule(rule: EarningRule) -> None:
+    """The rule's own fields are valid (currency, rate, window, tier of the same mode)."""
     rule.currency = check_currency(rule.currency)
     if rule.points_per_unit is None or rule.points_per_unit < 0:
         raise ValidationError.for_field("points_per_unit", "Points per unit cannot be negative.")
@@ -165,7 +166,7 @@ def earning_rule_create(
 ) -> EarningRule:
     """Create a rule with its exclusions (at most 50). Raises ValidationError, LimitExceeded."""
     rule = EarningRule(livemode=livemode, **{key: value for key, value in fields.items() if key in RULE_FIELDS})
-    _check_rule(rule)
+    check_rule(rule)
     pairs = _check_exclusions(exclusions or [])
     rule.save()
     EarningRuleExclusion.objects.bulk_create([EarningRuleExclusion(rule=rule, kind=k, value=v) for k, v in pairs])
@@ -180,7 +181,7 @@ def earning_rule_update(
     for key, value in fields.items():
         if key in RULE_FIELDS:
             setattr(rule, key, value)
-    _check_rule(rule)
+    check_rule(rule)
     rule.save()
     if exclusions is not None:
         pairs = _check_exclusions(exclusions)

@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
@@ -105,7 +106,6 @@ def _check_positive(amount: int) -> None:
         raise ValidationError.for_field("amount", "The amount must be a positive whole number of units.")
 
 
-@transaction.atomic
 def ledger_credit(
     *,
     account: Account,
@@ -126,38 +126,172 @@ def ledger_credit(
     Raises ValidationError (amount), IdempotencyKeyReused.
     """
     _check_positive(amount)
-    account = _lock(account.pk)
-    existing = _existing(account, cause, amount)
+    credit = _Credit(
+        account_id=account.pk,
+        amount=amount,
+        kind=kind,
+        cause=cause,
+        expires_at=expires_at,
+        pending_until=pending_until,
+        spend_condition_id=spend_condition_id,
+        qualifying_points=qualifying_points,
+        qualifying_spend=qualifying_spend,
+        reverses_id=reverses.pk if reverses else None,
+    )
+    if connection.vendor == "postgresql" and settings.LEDGER_SQL_FAST_PATH:
+        entry = _credit_in_one_statement(credit)
+        if entry is not None:
+            return entry
+        # Nothing was written: the key had posted before. Return that entry, or refuse a reuse.
+        return _existing(Account.objects.get(pk=account.pk), cause, amount)
+    with transaction.atomic():
+        return _credit_step_by_step(credit)
+
+
+@dataclass(frozen=True)
+class _Credit:
+    account_id: int
+    amount: int
+    kind: str
+    cause: Cause
+    expires_at: datetime | None
+    pending_until: datetime | None
+    spend_condition_id: int | None
+    qualifying_points: int
+    qualifying_spend: int
+    reverses_id: int | None
+
+
+def _credit_step_by_step(credit: _Credit) -> LedgerEntry:
+    """The portable path (SQLite, or the fast path switched off): lock, check, write."""
+    account = _lock(credit.account_id)
+    existing = _existing(account, credit.cause, credit.amount)
     if existing is not None:
         return existing
     now = timezone.now()
-    debt_paid = min(amount, max(0, -account.balance))
-    spendable = amount - debt_paid
-    is_pending = pending_until is not None and pending_until > now and spendable > 0
-    balance = account.balance + amount
+    spendable = credit.amount - min(credit.amount, max(0, -account.balance))
+    is_pending = credit.pending_until is not None and credit.pending_until > now and spendable > 0
+    balance = account.balance + credit.amount
     pending = account.pending + (spendable if is_pending else 0)
     entry = _insert_entry(
         account,
-        kind=kind,
-        amount=amount,
+        kind=credit.kind,
+        amount=credit.amount,
         balance_after=balance,
-        cause=cause,
-        qualifying_points=qualifying_points,
-        qualifying_spend=qualifying_spend,
-        reverses=reverses,
+        cause=credit.cause,
+        qualifying_points=credit.qualifying_points,
+        qualifying_spend=credit.qualifying_spend,
+        reverses_id=credit.reverses_id,
     )
     _save_account(account, balance, pending)
     Lot.objects.create(
         account=account,
         entry=entry,
-        amount=amount,
+        amount=credit.amount,
         remaining=spendable,
-        expires_at=expires_at,
-        pending_until=pending_until if is_pending else None,
+        expires_at=credit.expires_at,
+        pending_until=credit.pending_until if is_pending else None,
         is_pending=is_pending,
-        spend_condition_id=spend_condition_id,
+        spend_condition_id=credit.spend_condition_id,
         created_at=now,
     )
+    return entry
+
+
+# One round trip, atomic on its own: lock the account row, insert the entry (nothing at all
+# happens when the idempotency key exists: ON CONFLICT DO NOTHING leaves the later CTEs without
+# rows), move the balance and open the lot. Reading the locked row's values in `account` gives
+# the balance as of the lock, so balance_after and the new balance are exact under concurrency.
+_CREDIT_SQL = """
+WITH account AS (
+    SELECT id, livemode, contact_id, balance, pending FROM loyalty_account WHERE id = %(account_id)s FOR UPDATE
+), entry AS (
+    INSERT INTO loyalty_ledgerentry (livemode, account_id, contact_id, kind, amount, balance_after, source_type,
+        source_id, idempotency_key, reverses_id, qualifying_points, qualifying_spend, reason, created_by_id,
+        occurred_at, created_at)
+    SELECT livemode, id, contact_id, %(kind)s, %(amount)s, balance + %(amount)s, %(source_type)s, %(source_id)s,
+        %(idempotency_key)s, %(reverses_id)s, %(qualifying_points)s, %(qualifying_spend)s, %(reason)s,
+        %(created_by_id)s, %(occurred_at)s, %(now)s
+    FROM account
+    ON CONFLICT (livemode, idempotency_key) DO NOTHING
+    RETURNING id, livemode, contact_id, balance_after
+), credit AS (
+    SELECT entry.id AS entry_id, %(amount)s - LEAST(%(amount)s, GREATEST(0, -account.balance)) AS spendable
+    FROM entry, account
+), moved AS (
+    UPDATE loyalty_account
+    SET balance = account.balance + %(amount)s,
+        pending = account.pending + CASE WHEN %(may_be_pending)s THEN credit.spendable ELSE 0 END,
+        updated_at = %(now)s
+    FROM account, credit
+    WHERE loyalty_account.id = account.id
+    RETURNING loyalty_account.id
+), lot AS (
+    INSERT INTO loyalty_lot (account_id, entry_id, amount, remaining, expires_at, pending_until, is_pending,
+        spend_condition_id, created_at)
+    SELECT %(account_id)s, entry_id, %(amount)s, spendable, %(expires_at)s,
+        CASE WHEN %(may_be_pending)s AND spendable > 0 THEN %(pending_until)s::timestamptz END,
+        %(may_be_pending)s AND spendable > 0, %(spend_condition_id)s, %(now)s
+    FROM credit
+    RETURNING id
+)
+SELECT entry.id, entry.livemode, entry.contact_id, entry.balance_after FROM entry
+"""
+
+
+def _credit_in_one_statement(credit: _Credit) -> LedgerEntry | None:
+    now = timezone.now()
+    cause = credit.cause
+    occurred_at = cause.occurred_at or now
+    may_be_pending = credit.pending_until is not None and credit.pending_until > now
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CREDIT_SQL,
+            {
+                "account_id": credit.account_id,
+                "kind": credit.kind,
+                "amount": credit.amount,
+                "source_type": cause.source_type,
+                "source_id": cause.source_id,
+                "idempotency_key": cause.idempotency_key,
+                "reverses_id": credit.reverses_id,
+                "qualifying_points": credit.qualifying_points,
+                "qualifying_spend": credit.qualifying_spend,
+                "reason": cause.reason,
+                "created_by_id": cause.created_by_id,
+                "occurred_at": occurred_at,
+                "now": now,
+                "may_be_pending": may_be_pending,
+                "pending_until": credit.pending_until,
+                "expires_at": credit.expires_at,
+                "spend_condition_id": credit.spend_condition_id,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    entry_id, livemode, contact_id, balance_after = row
+    entry = LedgerEntry(
+        id=entry_id,
+        livemode=livemode,
+        account_id=credit.account_id,
+        contact_id=contact_id,
+        kind=credit.kind,
+        amount=credit.amount,
+        balance_after=balance_after,
+        source_type=cause.source_type,
+        source_id=cause.source_id,
+        idempotency_key=cause.idempotency_key,
+        reverses_id=credit.reverses_id,
+        qualifying_points=credit.qualifying_points,
+        qualifying_spend=credit.qualifying_spend,
+        reason=cause.reason,
+        created_by_id=cause.created_by_id,
+        occurred_at=occurred_at,
+        created_at=now,
+    )
+    entry._state.adding = False
+    entry._state.db = connection.alias
     return entry
 
 

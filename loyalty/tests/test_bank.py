@@ -31,6 +31,7 @@ WALLETS = 3
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("ledger_path")
 @pytest.mark.parametrize(
     "negative_policy", [Program.NegativePointsPolicy.CLAMP, Program.NegativePointsPolicy.ALLOW_DEBT]
 )

@@ -7,7 +7,8 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from core.validators import is_valid_member_number, luhn_check_digit
+from core.tests.assertions import assert_error_body
+from core.validators import is_valid_member_number, luhn_check_digit, normalize_email
 from loyalty.models import Contact, ContactExternalId
 from loyalty.tests.factories import ContactExternalIdFactory, ContactFactory
 
@@ -21,17 +22,11 @@ def _detail(contact_id):
     return f"{CONTACTS}/{contact_id}"
 
 
-def assert_error(response, status, code, *names):
-    """The contract's error body, with `parameters` naming each of `names` (a field or a part of it)."""
-    body = response.json()
-    assert response.status_code == status, body
-    assert body["status"] == status
-    assert body["error"] == code
-    assert isinstance(body["message"], str) and body["message"]
-    named = [parameter["name"] for parameter in body["parameters"]]
-    for name in names:
-        assert any(entry == name or entry.startswith(f"{name}.") for entry in named), (name, named)
-    return body
+def assert_error(response, status, code, *parameters):
+    """The contract's error body, its `parameters` exactly `parameters`: each offending field (dotted
+    path when nested) or id, followed by its offending value where there is one and by any figures
+    as name/value pairs (`"match_key", "<value>", "match_key_type", "email"`)."""
+    return assert_error_body(response, status, code, parameters)
 
 
 def _identify(client, match_key, match_key_type, **extra):
@@ -122,7 +117,9 @@ def test_a_contact_is_identified_by_an_external_id_without_a_source(client_test,
 
 
 def test_an_external_id_under_another_source_is_not_found(client_test, ana):
-    assert_error(_identify(client_test, "CARD-5512", "external_id", source="web"), 404, "NOT_FOUND", "match_key")
+    response = _identify(client_test, "CARD-5512", "external_id", source="web")
+
+    assert_error(response, 404, "NOT_FOUND", "match_key", "CARD-5512", "match_key_type", "external_id")
 
 
 def test_an_external_id_two_sources_use_for_two_contacts_is_ambiguous_without_source(client_test, ana):
@@ -130,9 +127,12 @@ def test_an_external_id_two_sources_use_for_two_contacts_is_ambiguous_without_so
     ContactExternalIdFactory(contact=ana, source="pos", value="1001")
     ContactExternalIdFactory(contact=bo, source="web", value="1001")
 
-    body = assert_error(_identify(client_test, "1001", "external_id"), 409, "AMBIGUOUS_MATCH_KEY", "match_key")
+    response = _identify(client_test, "1001", "external_id")
 
-    assert sorted(body["parameters"][0]["contacts"]) == sorted([str(ana.pk), str(bo.pk)])
+    assert_error_body(response, 409, "AMBIGUOUS_MATCH_KEY")
+    parameters = response.json()["parameters"]
+    assert parameters[:3] == ["match_key", "1001", "contacts"]
+    assert sorted(parameters[3:]) == sorted([str(ana.pk), str(bo.pk)])
 
 
 def test_an_external_id_two_sources_use_for_two_contacts_finds_one_contact_with_source(client_test, ana):
@@ -176,7 +176,9 @@ def test_an_empty_match_key_is_refused_naming_match_key(client_test, ana):
     ],
 )
 def test_an_identifier_nobody_has_is_not_found(client_test, ana, match_key, match_key_type):
-    assert_error(_identify(client_test, match_key, match_key_type), 404, "NOT_FOUND", "match_key")
+    response = _identify(client_test, match_key, match_key_type)
+
+    assert_error(response, 404, "NOT_FOUND", "match_key", match_key, "match_key_type", match_key_type)
 
 
 def test_identification_without_a_key_is_unauthenticated(client, ana):
@@ -257,13 +259,15 @@ def test_registration_with_a_bad_email_is_refused_naming_email(client_test):
 
 
 @pytest.mark.parametrize(
-    ("field", "taken_as", "sent_as"),
+    ("field", "taken_as", "sent_as", "shown_as"),
     [
-        ("mobile_phone", STORED_PHONE, "070 723 45 67"),
-        ("email", "ana.svensson@example.com", "ANA.Svensson@Example.com"),
+        ("mobile_phone", STORED_PHONE, "070 723 45 67", STORED_PHONE),
+        ("email", "ana.svensson@example.com", "ANA.Svensson@Example.com", "ANA.Svensson@example.com"),
     ],
 )
-def test_registration_with_a_taken_identifier_is_a_duplicate_and_writes_nothing(client_test, field, taken_as, sent_as):
+def test_registration_with_a_taken_identifier_is_a_duplicate_and_writes_nothing(
+    client_test, field, taken_as, sent_as, shown_as
+):
     ContactFactory(**{field: taken_as})
     before = _counts()
 
@@ -273,8 +277,7 @@ def test_registration_with_a_taken_identifier_is_a_duplicate_and_writes_nothing(
         format="json",
     )
 
-    body = assert_error(response, 409, "DUPLICATE_IDENTIFIER", field)
-    assert [parameter["name"] for parameter in body["parameters"]] == [field]
+    assert_error(response, 409, "DUPLICATE_IDENTIFIER", field, shown_as)
     assert _counts() == before
     assert not ContactExternalId.objects.filter(value="NEW-1").exists()
 
@@ -291,8 +294,7 @@ def test_registration_with_a_taken_external_id_is_a_duplicate_and_writes_nothing
         format="json",
     )
 
-    body = assert_error(response, 409, "DUPLICATE_IDENTIFIER", "external_ids")
-    assert body["parameters"] == [{"name": "external_ids.1", "value": "CARD-5512", "source": "pos"}]
+    assert_error(response, 409, "DUPLICATE_IDENTIFIER", "external_ids.1", "CARD-5512", "source", "pos")
     assert _counts() == before
     assert not Contact.objects.filter(email="fresh@example.com").exists()
 
@@ -325,11 +327,11 @@ def test_registration_with_a_future_birth_date_is_refused(client_test):
         ({"email": 42}, "email"),
         ({"mobile_phone": 46707234567}, "mobile_phone"),
         ({"consents": "yes"}, "consents"),
-        ({"consents": {"email": "maybe"}}, "consents"),
+        ({"consents": {"email": "maybe"}}, "consents.email"),
         ({"external_ids": "CARD-1"}, "external_ids"),
         ({"external_ids": {"source": "pos", "id": "CARD-1"}}, "external_ids"),
-        ({"external_ids": [{"source": "pos", "id": 1}]}, "external_ids"),
-        ({"external_ids": [{"source": "pos"}]}, "external_ids"),
+        ({"external_ids": [{"source": "pos", "id": 1}]}, "external_ids.0.id"),
+        ({"external_ids": [{"source": "pos"}]}, "external_ids.0.id"),
         ({"attributes": ["a", "b"]}, "attributes"),
         ({"birth_date": "17/05/1990"}, "birth_date"),
     ],
@@ -381,7 +383,7 @@ def test_an_idempotency_key_reused_with_another_body_is_a_mismatch(client_test):
 
     response = client_test.post(CONTACTS, {"first_name": "Bo"}, format="json", HTTP_IDEMPOTENCY_KEY="reg-1")
 
-    assert_error(response, 409, "IDEMPOTENCY_MISMATCH")
+    assert_error(response, 409, "IDEMPOTENCY_MISMATCH", "Idempotency-Key", "reg-1")
     assert Contact.objects.count() == 1
 
 
@@ -422,10 +424,11 @@ def test_concurrent_registrations_of_one_identifier_create_exactly_one_contact(m
     assert all(not thread.is_alive() for thread in threads)
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [201] + [409] * (thread_count - 1), [response.json() for response in responses]
-    for response in responses:
+    for index, response in enumerate(responses):
         if response.status_code == 409:
-            body = assert_error(response, 409, "DUPLICATE_IDENTIFIER", field)
-            assert [parameter["name"] for parameter in body["parameters"]] == [field]
+            sent = values[index % len(values)]
+            shown = STORED_PHONE if field == "mobile_phone" else normalize_email(sent)  # as the contact would hold it
+            assert_error(response, 409, "DUPLICATE_IDENTIFIER", field, shown)
     assert Contact.objects.count() == 1
 
 
@@ -445,12 +448,15 @@ def test_a_contact_is_read_by_its_id(client_test, ana):
 
 @pytest.mark.parametrize("bad_id", ["not-a-uuid", "12345", "0" * 40])
 def test_a_non_uuid_id_is_not_found(client_test, bad_id):
-    assert_error(client_test.get(_detail(bad_id)), 404, "NOT_FOUND", "id")
-    assert_error(client_test.patch(_detail(bad_id), {"first_name": "X"}, format="json"), 404, "NOT_FOUND", "id")
+    assert_error(client_test.get(_detail(bad_id)), 404, "NOT_FOUND", "id", bad_id)
+    response = client_test.patch(_detail(bad_id), {"first_name": "X"}, format="json")
+    assert_error(response, 404, "NOT_FOUND", "id", bad_id)
 
 
 def test_an_unknown_id_is_not_found(client_test):
-    assert_error(client_test.get(_detail(uuid.uuid4())), 404, "NOT_FOUND", "id")
+    unknown_id = str(uuid.uuid4())
+
+    assert_error(client_test.get(_detail(unknown_id)), 404, "NOT_FOUND", "id", unknown_id)
 
 
 # --- PATCH /contacts/{id} ----------------------------------------------------------------------
@@ -511,7 +517,7 @@ def test_a_patch_with_another_contacts_external_id_is_a_duplicate(client_test, a
         _detail(bo.pk), {"external_ids": [{"source": "pos", "id": "CARD-5512"}]}, format="json"
     )
 
-    assert_error(response, 409, "DUPLICATE_IDENTIFIER", "external_ids")
+    assert_error(response, 409, "DUPLICATE_IDENTIFIER", "external_ids.0", "CARD-5512", "source", "pos")
     assert bo.external_ids.count() == 0
 
 
@@ -568,7 +574,7 @@ def test_a_patch_to_another_contacts_phone_is_a_duplicate_and_changes_nothing(cl
         _detail(bo.pk), {"first_name": "Bosse", "mobile_phone": "070-723 45 67"}, format="json"
     )
 
-    assert_error(response, 409, "DUPLICATE_IDENTIFIER", "mobile_phone")
+    assert_error(response, 409, "DUPLICATE_IDENTIFIER", "mobile_phone", STORED_PHONE)
     bo.refresh_from_db()
     assert (bo.first_name, bo.mobile_phone) == ("Bo", "+46701112233")
 
@@ -578,7 +584,7 @@ def test_a_patch_to_another_contacts_email_in_another_case_is_a_duplicate(client
 
     response = client_test.patch(_detail(bo.pk), {"email": "ANA.SVENSSON@example.com"}, format="json")
 
-    assert_error(response, 409, "DUPLICATE_IDENTIFIER", "email")
+    assert_error(response, 409, "DUPLICATE_IDENTIFIER", "email", "ANA.SVENSSON@example.com")
     bo.refresh_from_db()
     assert bo.email == "bo@example.com"
 
@@ -660,7 +666,7 @@ def test_a_contact_of_one_mode_is_invisible_to_a_key_of_the_other(make_client, o
     reader = make_client(livemode=reader_live)
 
     assert owner.get(_detail(contact.pk)).status_code == 200
-    assert_error(reader.get(_detail(contact.pk)), 404, "NOT_FOUND", "id")
+    assert_error(reader.get(_detail(contact.pk)), 404, "NOT_FOUND", "id", str(contact.pk))
     for match_key, match_key_type in [
         (contact.member_number, "member_number"),
         ("070 723 45 67", "mobile_phone"),
@@ -668,10 +674,19 @@ def test_a_contact_of_one_mode_is_invisible_to_a_key_of_the_other(make_client, o
         ("CARD-5512", "external_id"),
     ]:
         assert _identified_ids(_identify(owner, match_key, match_key_type)) == [str(contact.pk)]
-        assert_error(_identify(reader, match_key, match_key_type), 404, "NOT_FOUND", "match_key")
+        assert_error(
+            _identify(reader, match_key, match_key_type),
+            404,
+            "NOT_FOUND",
+            "match_key",
+            match_key,
+            "match_key_type",
+            match_key_type,
+        )
     assert [entry["id"] for entry in owner.get(CONTACTS).json()["results"]] == [str(contact.pk)]
     assert reader.get(CONTACTS).json()["results"] == []
-    assert_error(reader.patch(_detail(contact.pk), {"first_name": "Hacked"}, format="json"), 404, "NOT_FOUND", "id")
+    response = reader.patch(_detail(contact.pk), {"first_name": "Hacked"}, format="json")
+    assert_error(response, 404, "NOT_FOUND", "id", str(contact.pk))
     contact.refresh_from_db()
     assert contact.first_name == "Ana"
     assert contact.livemode is owner_live
@@ -688,6 +703,6 @@ def test_the_same_phone_can_be_registered_once_in_each_mode(client_test, client_
     assert (test_response.status_code, live_response.status_code) == (201, 201)
     assert (test_response.json()["livemode"], live_response.json()["livemode"]) == (False, True)
     assert test_response.json()["id"] != live_response.json()["id"]
-    assert_error(test_again, 409, "DUPLICATE_IDENTIFIER", "mobile_phone")
-    assert_error(live_again, 409, "DUPLICATE_IDENTIFIER", "mobile_phone")
+    assert_error(test_again, 409, "DUPLICATE_IDENTIFIER", "mobile_phone", STORED_PHONE)
+    assert_error(live_again, 409, "DUPLICATE_IDENTIFIER", "mobile_phone", STORED_PHONE)
     assert Contact.objects.filter(mobile_phone=STORED_PHONE).count() == 2

@@ -20,7 +20,7 @@ from loyalty.services.ledger import (
 )
 from loyalty.tests.factories import ContactFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("ledger_path")]
 
 
 def cause(key, source="transaction"):

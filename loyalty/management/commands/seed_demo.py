@@ -6,19 +6,25 @@ test mode (visible to lk_test_ keys), the way a program is tried before going li
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils import timezone
 
 from catalogue import services as catalogue_services
 from catalogue.models import Merchant, Product, Venue
 from core.models import ApiKey
 from core.services import api_key_create
 from loyalty import services as loyalty_services
-from loyalty.models import Contact
+from loyalty.models import Contact, EarningRule, SpendCondition, Tier
+from loyalty.services.earning import earning_rule_create
+from loyalty.services.ledger import Cause
+from loyalty.services.tiers import tier_create, tier_evaluate
+from loyalty.services.wallets import money_credit, points_earn, program_for
 
 LIVEMODE = False
 
@@ -135,10 +141,58 @@ class Command(BaseCommand):
             if not Contact.objects.filter(livemode=LIVEMODE, email=contact["email"]).exists():
                 loyalty_services.contact_create(livemode=LIVEMODE, **contact)
                 created["contacts"] += 1
+        self._program()
+        self._wallets()
         self._staff()
         summary = ", ".join(f"{count} {kind}" for kind, count in created.items())
         self.stdout.write(f"Demo data ready (created now: {summary}).")
         self._demo_key()
+
+    def _program(self) -> None:
+        program = program_for(livemode=LIVEMODE)
+        program.name, program.currency, program.pending_days = "Nordic Rewards", "SEK", 0
+        program.save()
+        for rank, name, threshold, multiplier in [(1, "Silver", 1000, "1.25"), (2, "Gold", 5000, "1.50")]:
+            if not Tier.objects.filter(livemode=LIVEMODE, rank=rank).exists():
+                tier_create(
+                    livemode=LIVEMODE, name=name, rank=rank, threshold=threshold, multiplier=Decimal(multiplier)
+                )
+        if not EarningRule.objects.filter(livemode=LIVEMODE).exists():
+            earning_rule_create(
+                livemode=LIVEMODE,
+                name="1 point per krona",
+                currency="SEK",
+                points_per_unit=Decimal(1),
+                exclusions=[{"kind": "family", "value": "household"}],
+            )
+
+    def _wallets(self) -> None:
+        contacts = list(Contact.objects.filter(livemode=LIVEMODE, email__in=[c["email"] for c in CONTACTS]))
+        cafe = SpendCondition.objects.filter(livemode=LIVEMODE, name="Café Aurora only").first()
+        if cafe is None:
+            cafe = SpendCondition.objects.create(livemode=LIVEMODE, name="Café Aurora only")
+            cafe.venues.set(Venue.objects.filter(livemode=LIVEMODE, merchant__number="2001"))
+        now = timezone.now()
+        for index, contact in enumerate(sorted(contacts, key=lambda c: c.email)):
+            for visit in range(index + 2):
+                occurred_at = now - timedelta(days=30 * visit + index)
+                key = f"demo:earn:{contact.member_number}:{visit}"
+                points_earn(
+                    contact=contact,
+                    points=150 * (index + 1) + 40 * visit,
+                    cause=Cause("transaction", key, key, occurred_at=occurred_at),
+                )
+            key = f"demo:cashback:{contact.member_number}"
+            money_credit(
+                contact=contact,
+                kind="commerce",
+                currency="SEK",
+                amount=2500,
+                spend_condition=cafe,
+                cause=Cause("campaign", key, key),
+                expires_at=now + timedelta(days=60),
+            )
+            tier_evaluate(contact=contact)
 
     def _staff(self) -> None:
         if settings.DEBUG and not User.objects.filter(is_superuser=True).exists():

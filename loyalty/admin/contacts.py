@@ -2,13 +2,27 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.forms.models import BaseInlineFormSet
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 from unfold.admin import ModelAdmin, TabularInline
-from unfold.decorators import display
+from unfold.decorators import action, display
+from unfold.widgets import (
+    UnfoldAdminDecimalFieldWidget,
+    UnfoldAdminSelectWidget,
+    UnfoldAdminTextareaWidget,
+    UnfoldAdminTextInputWidget,
+)
 
+from core.exceptions import DomainError
 from core.exceptions import ValidationError as DomainValidationError
+from core.money import check_currency, to_minor
 from core.validators import normalize_email, normalize_phone
 from loyalty import services
-from loyalty.models import Contact, ContactExternalId
+from loyalty.models import Account, Contact, ContactExternalId
+from loyalty.selectors.wallets import wallet_summary
+from loyalty.services.wallets import wallet_adjust
 
 
 class ContactExternalIdFormSet(BaseInlineFormSet):
@@ -40,6 +54,37 @@ class ContactExternalIdInline(TabularInline):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class BalanceAdjustmentForm(forms.Form):
+    account = forms.ChoiceField(choices=Account.Kind.choices, widget=UnfoldAdminSelectWidget)
+    currency = forms.CharField(
+        required=False, max_length=3, widget=UnfoldAdminTextInputWidget, help_text="For money balances, e.g. EUR."
+    )
+    amount = forms.DecimalField(
+        max_digits=14,
+        decimal_places=3,
+        widget=UnfoldAdminDecimalFieldWidget,
+        help_text="Positive to credit, negative to debit. Points are whole numbers.",
+    )
+    reason = forms.CharField(widget=UnfoldAdminTextareaWidget, help_text="Mandatory; kept on the ledger entry.")
+
+    def clean(self):
+        cleaned = super().clean()
+        amount, kind = cleaned.get("amount"), cleaned.get("account")
+        if amount is None or kind is None:
+            return cleaned
+        try:
+            if kind == Account.Kind.POINTS:
+                if amount != amount.to_integral_value():
+                    raise forms.ValidationError("Points are whole numbers.")
+                cleaned["amount_units"], cleaned["currency"] = int(amount), ""
+            else:
+                cleaned["currency"] = check_currency(cleaned.get("currency") or "")
+                cleaned["amount_units"] = to_minor(amount, cleaned["currency"])
+        except DomainError as error:
+            raise forms.ValidationError(error.message) from None
+        return cleaned
 
 
 class ContactAdminForm(forms.ModelForm):
@@ -83,16 +128,69 @@ class ContactAdmin(ModelAdmin):
     list_display = ("member_number", "full_name", "email", "mobile_phone", "status_badge", "livemode", "created_at")
     list_filter = ("status", "livemode", "email_consent", "sms_consent")
     search_fields = ("member_number", "email", "mobile_phone", "first_name", "last_name", "external_ids__value")
-    readonly_fields = ("member_number", "created_at", "updated_at", "consents_updated_at")
+    readonly_fields = ("member_number", "created_at", "updated_at", "consents_updated_at", "wallet_overview")
     inlines = [ContactExternalIdInline]
+    actions_detail = ["adjust_balance"]
     fieldsets = (
         (None, {"fields": ("member_number", "status", "livemode")}),
+        ("Wallet", {"fields": ("wallet_overview",)}),
         ("Profile", {"fields": ("first_name", "last_name", "birth_date")}),
         ("Identifiers", {"fields": ("email", "mobile_phone")}),
         ("Consents", {"fields": ("email_consent", "sms_consent", "consents_updated_at")}),
         ("Custom attributes", {"fields": ("attributes",)}),
         ("Timestamps", {"fields": ("created_at", "updated_at")}),
     )
+
+    @display(description="Balances")
+    def wallet_overview(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        summary = wallet_summary(contact=obj)
+        points = summary["points"]
+        parts = [f"{points['available']:,} points available ({points['pending']:,} pending)"]
+        parts += [f"{money['kind']}: {money['available']} {money['currency']}" for money in summary["money"]]
+        tier = summary["tier"]["current"]
+        parts.append(f"tier: {tier['name'] if tier else 'none'}")
+        ledger = reverse("admin:loyalty_ledgerentry_changelist") + f"?contact__id__exact={obj.pk}"
+        return format_html('{} · <a class="text-primary-600" href="{}">ledger</a>', " · ".join(parts), ledger)
+
+    def has_delete_permission(self, request, obj=None):
+        # A contact with a wallet is never deleted: erasure anonymises it and keeps the ledger.
+        return False
+
+    def has_adjust_balance_permission(self, request, obj=None):
+        return request.user.has_perm("loyalty.adjust_balance")
+
+    @action(description="Adjust balance", url_path="adjust-balance", permissions=["adjust_balance"], icon="balance")
+    def adjust_balance(self, request, object_id):
+        contact = self.get_object(request, object_id)
+        form = BalanceAdjustmentForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                wallet_adjust(
+                    contact=contact,
+                    kind=data["account"],
+                    amount=data["amount_units"],
+                    currency=data["currency"],
+                    reason=data["reason"],
+                    staff_user=request.user,
+                )
+            except DomainError as error:
+                form.add_error(None, error.message)
+            else:
+                self.message_user(request, f"Adjusted {data['account']} by {data['amount']} ({data['reason']}).")
+                return redirect(reverse("admin:loyalty_contact_change", args=[contact.pk]))
+        return TemplateResponse(
+            request,
+            "admin/loyalty/adjust_balance.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Adjust balance of {contact}",
+                "contact": contact,
+                "form": form,
+            },
+        )
 
     @display(description="Name")
     def full_name(self, obj):
