@@ -11,11 +11,14 @@ from catalogue.api.serializers import (
     VenueInputSerializer,
     VenueSerializer,
 )
+from catalogue.models import Merchant, Product, Venue
 from core.api.idempotency import idempotent
 from core.api.views import ManagementApiView, get_in_mode_or_404
 
 
 class MerchantCollectionView(ManagementApiView):
+    lists_on_get = True
+    queryset = Merchant.objects.none()  # for the schema only: data comes from selectors
     serializer_class = MerchantSerializer
 
     @extend_schema(summary="List merchants", tags=["management: places"])
@@ -57,6 +60,8 @@ class VenueUpdateSerializer(VenueInputSerializer):
 
 
 class VenueCollectionView(ManagementApiView):
+    lists_on_get = True
+    queryset = Venue.objects.none()  # for the schema only: data comes from selectors
     serializer_class = VenueSerializer
 
     @extend_schema(summary="List venues", tags=["management: places"])
@@ -101,6 +106,8 @@ class ProductUpdateSerializer(ProductInputSerializer):
 
 
 class ProductCollectionView(ManagementApiView):
+    lists_on_get = True
+    queryset = Product.objects.none()  # for the schema only: data comes from selectors
     serializer_class = ProductSerializer
 
     @extend_schema(summary="List products", tags=["management: catalogue"])

@@ -37,6 +37,13 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
 
 
 class ErrorDocumentingAutoSchema(AutoSchema):
+    def _is_list_view(self, serializer=None) -> bool:
+        # Our views are plain GenericAPIViews; a collection says so with `lists_on_get`, which
+        # gives its GET a paginated list schema and a distinct operationId (`…_list`).
+        if self.method == "GET" and hasattr(self.view, "lists_on_get"):
+            return self.view.lists_on_get
+        return super()._is_list_view(serializer)
+
     def get_override_parameters(self):
         parameters = list(super().get_override_parameters())
         if self.method == "POST" and getattr(getattr(self.view, self.method.lower(), None), "__wrapped__", None):

@@ -16,10 +16,12 @@ from core.models import ApiKey
 
 
 class ApiView(GenericAPIView):
-    """Every endpoint: an API key with `required_scope`, data of the key's mode only."""
+    # Every endpoint: an API key with `required_scope`, data of the key's mode only. (A comment,
+    # not a docstring: drf-spectacular would print a docstring as every operation's description.)
 
     required_scope = ApiKey.Scope.INTEGRATION
     pagination_class = CreatedCursorPagination
+    lists_on_get = False  # True on collection endpoints (see core.api.schema)
 
     @property
     def livemode(self) -> bool:
@@ -97,6 +99,6 @@ def get_in_mode_or_404(queryset, *, name: str = "id", **lookup):
     except (queryset.model.DoesNotExist, DjangoValidationError, ValueError):
         value = next(iter(lookup.values()), None)
         raise NotFound(
-            f"No {queryset.model._meta.verbose_name} with {name} '{value}'.",
+            f"No {queryset.model._meta.verbose_name} '{value}' in this mode.",
             parameters=[NotFound.parameter(name, value=str(value))],
         ) from None

@@ -21,7 +21,7 @@ from loyalty.api.serializers import (
     TierSerializer,
     WalletSerializer,
 )
-from loyalty.models import Account, LedgerEntry
+from loyalty.models import Account, Contact, EarningRule, LedgerEntry, Tier
 from loyalty.selectors import wallets as wallet_selectors
 from loyalty.services import earning as earning_services
 from loyalty.services import tiers as tier_services
@@ -35,6 +35,8 @@ MATCH_KEY_PARAMETERS = [
 
 
 class ContactCollectionView(ApiView):
+    lists_on_get = True
+    queryset = Contact.objects.none()  # for the schema only: data comes from selectors
     serializer_class = ContactSerializer
 
     @extend_schema(
@@ -54,6 +56,8 @@ class ContactCollectionView(ApiView):
         if not match_key or not match_key_type:
             missing = "match_key" if not match_key else "match_key_type"
             raise ValidationError.for_field(missing, "match_key and match_key_type go together.")
+        if "source" in request.query_params and match_key_type != "external_id":
+            raise ValidationError.for_field("source", "Only external_id match keys take a source.")
         contact = selectors.contact_find(
             livemode=self.livemode,
             match_key=match_key,
@@ -120,6 +124,8 @@ class LedgerPagination(CursorPagination):
 
 
 class ContactLedgerView(ApiView):
+    lists_on_get = True
+    queryset = LedgerEntry.objects.none()  # for the schema only: data comes from selectors
     pagination_class = LedgerPagination
     serializer_class = LedgerEntrySerializer
 
@@ -161,6 +167,8 @@ class SpendTokenView(ApiView):
 
 
 class TierCollectionView(ManagementApiView):
+    lists_on_get = True
+    queryset = Tier.objects.none()  # for the schema only: data comes from selectors
     serializer_class = TierSerializer
 
     @extend_schema(summary="List tiers", tags=["management: program"])
@@ -198,6 +206,8 @@ class TierDetailView(ManagementApiView):
 
 
 class EarningRuleCollectionView(ManagementApiView):
+    lists_on_get = True
+    queryset = EarningRule.objects.none()  # for the schema only: data comes from selectors
     serializer_class = EarningRuleSerializer
 
     @extend_schema(summary="List earning rules", tags=["management: program"])

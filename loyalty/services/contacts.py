@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from core.exceptions import ValidationError
 from core.validators import luhn_check_digit, normalize_email, normalize_phone
-from loyalty.exceptions import DuplicateIdentifier
+from loyalty.exceptions import ContactNotActive, DuplicateIdentifier
 from loyalty.models import Contact, ContactExternalId
 
 MEMBER_NUMBER_LENGTH = 12
@@ -145,11 +145,16 @@ def contact_update(*, contact: Contact, **changes: Any) -> Contact:
     """Change profile fields; `email`/`mobile_phone` None removes them; `attributes` merges (a
     None value deletes that attribute); `external_ids` adds identifiers (they are permanent);
     `consents` sets the consents given. Safe under concurrent updates: the row is locked and
-    re-read first. Raises ValidationError, DuplicateIdentifier."""
+    re-read first. Raises ValidationError, DuplicateIdentifier, ContactNotActive (erased)."""
     with transaction.atomic():
         # Changes applied to a stale copy would undo a concurrent writer's (every column is
         # saved, attributes are merged): re-read the row under its lock, then change it.
         contact.refresh_from_db(from_queryset=Contact.objects.select_for_update())
+        if contact.status == Contact.Status.ERASED:
+            raise ContactNotActive(
+                "An erased contact cannot be changed.",
+                parameters=[ContactNotActive.parameter("id", value=str(contact.pk))],
+            )
         _apply_changes(contact=contact, changes=changes)
     return contact
 

@@ -706,3 +706,23 @@ def test_the_same_phone_can_be_registered_once_in_each_mode(client_test, client_
     assert_error(test_again, 409, "DUPLICATE_IDENTIFIER", "mobile_phone", STORED_PHONE)
     assert_error(live_again, 409, "DUPLICATE_IDENTIFIER", "mobile_phone", STORED_PHONE)
     assert Contact.objects.filter(mobile_phone=STORED_PHONE).count() == 2
+
+
+def test_source_with_a_match_key_type_other_than_external_id_is_refused(client_test):
+    response = client_test.get(
+        "/api/v1/contacts", {"match_key": "a@example.com", "match_key_type": "email", "source": "pos"}
+    )
+    assert response.status_code == 400
+    assert response.json()["parameters"] == ["source"]
+
+
+def test_an_erased_contact_cannot_be_patched_back_to_life(client_test):
+    from loyalty.models import Contact
+    from loyalty.tests.factories import ContactFactory
+
+    contact = ContactFactory(livemode=False, status=Contact.Status.ERASED)
+    response = client_test.patch(f"/api/v1/contacts/{contact.pk}", {"status": "active"}, format="json")
+    assert response.status_code == 409
+    assert response.json()["error"] == "CONTACT_NOT_ACTIVE"
+    contact.refresh_from_db()
+    assert contact.status == "erased"
