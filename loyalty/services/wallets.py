@@ -76,12 +76,13 @@ def points_earn(
     qualifying_spend: int = 0,
 ) -> LedgerEntry:
     """Credit points with the program's (or the rule's) lifetime and hold, counted from the
-    cause's business time. Safe to retry with the same cause."""
+    cause's business time; a contact who now qualifies for a higher tier is upgraded at once.
+    Safe to retry with the same cause."""
     program = program_for(livemode=contact.livemode)
     occurred_at = cause.occurred_at or timezone.now()
     months = program.points_expiry_months if expiry_months is None else expiry_months
     days = program.pending_days if pending_days is None else pending_days
-    return ledger_credit(
+    entry = ledger_credit(
         account=account_get_or_create(contact=contact, kind=Account.Kind.POINTS),
         amount=points,
         kind=kind,
@@ -91,6 +92,11 @@ def points_earn(
         qualifying_points=points if counts_for_tier else 0,
         qualifying_spend=qualifying_spend,
     )
+    if counts_for_tier or qualifying_spend:
+        from loyalty.services.tiers import tier_evaluate  # tiers build on this module
+
+        tier_evaluate(contact=contact)
+    return entry
 
 
 def money_credit(

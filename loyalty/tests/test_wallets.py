@@ -10,7 +10,16 @@ from catalogue.tests.factories import VenueFactory
 from core.exceptions import InsufficientBalance, ValidationError
 from core.models import OutboxEvent
 from loyalty.exceptions import OtpExpired, OtpInvalid, OtpLocked, OtpRequired, OtpUsed, PayoutNotPending
-from loyalty.models import Account, Payout, Program, SpendCondition, SpendConditionRestriction, Tier, WalletPreference
+from loyalty.models import (
+    Account,
+    ContactTier,
+    Payout,
+    Program,
+    SpendCondition,
+    SpendConditionRestriction,
+    Tier,
+    WalletPreference,
+)
 from loyalty.selectors.wallets import wallet_summary
 from loyalty.services.earning import BasketLine
 from loyalty.services.ledger import Cause, account_check
@@ -355,3 +364,8 @@ def test_wallet_summary_shows_tier_progress(contact, tiers):
     assert progress["current"]["name"] == "Silver"
     assert progress["next"]["name"] == "Gold"
     assert progress["remaining_to_next"] == 3800
+
+
+def test_earning_enough_points_upgrades_the_tier_at_once(contact, tiers):
+    points_earn(contact=contact, points=1000, cause=cause("big purchase"))
+    assert ContactTier.objects.get(contact=contact).tier == tiers[0]
