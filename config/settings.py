@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "core",
     "catalogue",
     "loyalty",
+    "offers",
 ]
 
 MIDDLEWARE = [
@@ -158,6 +159,7 @@ IDEMPOTENCY_RETENTION = timedelta(hours=env.int("IDEMPOTENCY_RETENTION_HOURS", d
 IDEMPOTENCY_IN_FLIGHT_TIMEOUT = timedelta(seconds=60)
 
 PHONE_DEFAULT_REGION = env("PHONE_DEFAULT_REGION", default="SE")
+OFFER_LOCK_TTL_SECONDS = env.int("OFFER_LOCK_TTL_SECONDS", default=900)
 # On PostgreSQL a ledger credit is one SQL statement (one round trip); off = the portable path.
 LEDGER_SQL_FAST_PATH = env.bool("LEDGER_SQL_FAST_PATH", default=True)
 MEMBER_NUMBER_PREFIX = env("MEMBER_NUMBER_PREFIX", default="7")
@@ -183,6 +185,8 @@ CELERY_BEAT_SCHEDULE = {
     "expire-lots": {"task": "loyalty.lots_expire_due", "schedule": timedelta(minutes=15)},
     "release-pending-points": {"task": "loyalty.pending_lots_release", "schedule": timedelta(minutes=15)},
     "review-tiers": {"task": "loyalty.tiers_review", "schedule": timedelta(hours=24)},
+    "release-offer-locks": {"task": "offers.locks_release", "schedule": timedelta(minutes=1)},
+    "expire-issued-offers": {"task": "offers.issued_offers_expire", "schedule": timedelta(minutes=15)},
 }
 
 # --- Admin theme -----------------------------------------------------------------------------

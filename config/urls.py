@@ -7,6 +7,7 @@ from core.api.views import HealthView
 api_v1 = [
     path("", include("loyalty.api.urls")),
     path("", include("catalogue.api.urls")),
+    path("", include("offers.api.urls")),
 ]
 
 urlpatterns = [

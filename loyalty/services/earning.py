@@ -16,6 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from catalogue.models import MAX_CATALOGUE_RESTRICTIONS, CatalogueRestriction, line_matches_restrictions
+from core.baskets import BasketLine
 from core.exceptions import LimitExceeded, ValidationError
 from core.money import CURRENCY_EXPONENTS, check_currency
 from loyalty.models import EarningRule, EarningRuleExclusion, Tier
@@ -25,18 +26,6 @@ ROUNDING_MODES = {
     EarningRule.Rounding.HALF_UP: ROUND_HALF_UP,
     EarningRule.Rounding.UP: ROUND_CEILING,
 }
-
-
-@dataclass(frozen=True)
-class BasketLine:
-    sku: str
-    amount: int  # minor units, what the line costs after its own discounts
-    quantity: Decimal = Decimal(1)
-    family: str | None = None
-    brand: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"sku": self.sku, "family": self.family, "brand": self.brand}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,144 @@
+"""Baskets: the lines of a purchase as every engine sees them (earning, offers, spending,
+campaigns), and a fast parser for the API's `items` arrays.
+
+A 1,000-line basket is validated in plain Python (about 2 ms) rather than with nested DRF
+serializers (about 37 ms, measured on these machines); errors still name the exact field
+(`items.3.quantity`) in the contract's shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from core.exceptions import LimitExceeded, ValidationError
+from core.money import CURRENCY_EXPONENTS, check_currency
+
+MAX_BASKET_LINES = 1000
+LINE_FIELDS = {"sku", "quantity", "unit_price", "amount", "tax_included", "family", "brand", "name"}
+
+
+@dataclass(frozen=True)
+class BasketLine:
+    sku: str
+    amount: int  # minor units: what the line costs, after its own line discounts
+    quantity: Decimal = Decimal(1)
+    unit_price: int | None = None  # minor units
+    family: str | None = None
+    brand: str | None = None
+    tax_included: int = 0  # minor units of tax within `amount`
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sku": self.sku, "family": self.family, "brand": self.brand}
+
+    @property
+    def unit_amount(self) -> int:
+        """The price of one unit (what a free item takes off)."""
+        if self.unit_price is not None:
+            return self.unit_price
+        if self.quantity > 0:
+            return int(Decimal(self.amount) / self.quantity)
+        return self.amount
+
+
+def _money(value: Any, exponent: int, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValidationError.for_field(field, 'Must be a decimal string such as "12.50".')
+    try:
+        decimal = Decimal(str(value))
+    except InvalidOperation:
+        raise ValidationError.for_field(field, f"'{value}' is not a decimal amount.") from None
+    if not decimal.is_finite():
+        raise ValidationError.for_field(field, f"'{value}' is not a decimal amount.")
+    if decimal < 0:
+        raise ValidationError.for_field(field, "Amounts cannot be negative.")
+    scaled = decimal.scaleb(exponent)
+    if scaled != scaled.to_integral_value():
+        raise ValidationError.for_field(field, f"At most {exponent} decimals in this currency.")
+    return int(scaled)
+
+
+def _text(value: Any, field: str, *, required: bool, max_length: int = 64) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise ValidationError.for_field(field, "This field is required.")
+        return None
+    if not isinstance(value, str):
+        raise ValidationError.for_field(field, "Must be a string.")
+    value = value.strip()
+    if len(value) > max_length:
+        raise ValidationError.for_field(field, f"At most {max_length} characters.")
+    if required and not value:
+        raise ValidationError.for_field(field, "This field is required.")
+    return value or None
+
+
+def parse_basket_lines(items: Any, *, currency: str, field: str = "items", required: bool = True) -> list[BasketLine]:
+    """Validate an `items` array: at most 1,000 lines, no negative amounts, money with the
+    currency's decimals. Each line needs `sku` and `amount` (or `unit_price` × `quantity`).
+    Raises LimitExceeded or ValidationError naming the offending field."""
+    exponent = CURRENCY_EXPONENTS[check_currency(currency)]
+    if items is None:
+        if required:
+            raise ValidationError.for_field(field, "This field is required.")
+        return []
+    if not isinstance(items, list):
+        raise ValidationError.for_field(field, "Must be a list of lines.")
+    if len(items) > MAX_BASKET_LINES:
+        raise LimitExceeded(
+            f"At most {MAX_BASKET_LINES} lines; got {len(items)}.",
+            parameters=[LimitExceeded.parameter(field, limit=MAX_BASKET_LINES)],
+        )
+    lines = []
+    for index, item in enumerate(items):
+        where = f"{field}.{index}"
+        if not isinstance(item, dict):
+            raise ValidationError.for_field(where, "Each line must be an object.")
+        unknown = set(item) - LINE_FIELDS
+        if unknown:
+            raise ValidationError.for_field(f"{where}.{sorted(unknown)[0]}", "Unknown field.")
+        sku = _text(item.get("sku"), f"{where}.sku", required=True)
+        raw_quantity = item.get("quantity", 1)
+        if isinstance(raw_quantity, bool) or not isinstance(raw_quantity, (int, str, float)):
+            raise ValidationError.for_field(f"{where}.quantity", "Must be a number.")
+        try:
+            quantity = Decimal(str(raw_quantity))
+        except InvalidOperation:
+            raise ValidationError.for_field(f"{where}.quantity", "Must be a number.") from None
+        if not quantity.is_finite() or quantity <= 0:
+            raise ValidationError.for_field(f"{where}.quantity", "The quantity must be positive.")
+        unit_price = (
+            _money(item["unit_price"], exponent, f"{where}.unit_price") if item.get("unit_price") is not None else None
+        )
+        if item.get("amount") is not None:
+            amount = _money(item["amount"], exponent, f"{where}.amount")
+        elif unit_price is not None:
+            amount = int((quantity * unit_price).to_integral_value())
+        else:
+            raise ValidationError.for_field(f"{where}.amount", "Give the line's amount (or its unit_price).")
+        tax_included = (
+            _money(item["tax_included"], exponent, f"{where}.tax_included")
+            if item.get("tax_included") is not None
+            else 0
+        )
+        lines.append(
+            BasketLine(
+                sku=sku,
+                amount=amount,
+                quantity=quantity,
+                unit_price=unit_price,
+                family=_text(item.get("family"), f"{where}.family", required=False),
+                brand=_text(item.get("brand"), f"{where}.brand", required=False),
+                tax_included=tax_included,
+            )
+        )
+    return lines
+
+
+def with_classification(lines: list[BasketLine], classified: list[dict[str, Any]]) -> list[BasketLine]:
+    """Lines with family/brand filled from the catalogue (see catalogue.selectors)."""
+    return [
+        replace(line, family=line.family or info.get("family"), brand=line.brand or info.get("brand"))
+        for line, info in zip(lines, classified, strict=True)
+    ]

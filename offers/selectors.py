@@ -1,0 +1,191 @@
+"""Reads of offers: specs for the engine, a contact's wallet, and the lookup against a basket.
+
+The lookup runs a fixed number of queries whatever the number of lines and offers: issued
+offers with their definitions (1), restrictions (1), venues (1), per-contact usage (1), and the
+catalogue classification of the basket (1).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import Prefetch, Q, QuerySet
+from django.utils import timezone
+
+from catalogue.models import Venue
+from catalogue.selectors import basket_lines_classified
+from core.baskets import BasketLine, with_classification
+from core.exceptions import ValidationError
+from loyalty.models import Contact
+from offers.models import IssuedOffer, Offer, OfferContactUsage, OfferRestriction
+from offers.services.engine import BasketContext, Evaluation, OfferSpec, best_combination, evaluate
+
+
+def offer_spec(offer: Offer) -> OfferSpec:
+    """The engine's view of an offer; needs `restrictions` and `venues` prefetched."""
+    restrictions = list(offer.restrictions.all())
+    return OfferSpec(
+        id=str(offer.pk),
+        benefit_type=offer.benefit_type,
+        benefit_value=offer.benefit_value,
+        currency=offer.currency,
+        applies_to=offer.applies_to,
+        cap_amount=offer.cap_amount,
+        includes=frozenset((r.kind, r.value) for r in restrictions if r.mode == OfferRestriction.Mode.INCLUDE),
+        excludes=frozenset((r.kind, r.value) for r in restrictions if r.mode == OfferRestriction.Mode.EXCLUDE),
+        min_spend=offer.min_spend,
+        min_quantity=offer.min_quantity,
+        channels=frozenset(offer.channels or []),
+        venue_ids=frozenset(str(venue.pk) for venue in offer.venues.all()),
+        days_of_week=frozenset(offer.days_of_week or []),
+        hour_from=offer.hour_from,
+        hour_until=offer.hour_until,
+        priority=offer.priority,
+        is_exclusive=offer.is_exclusive,
+    )
+
+
+def offer_list(*, livemode: bool) -> QuerySet[Offer]:
+    return Offer.objects.filter(livemode=livemode).prefetch_related("restrictions", "venues")
+
+
+def issued_offers_of(*, contact: Contact, now: datetime | None = None) -> QuerySet[IssuedOffer]:
+    """The contact's wallet: issued offers not redeemed, expired or revoked, and not past their
+    date (a lock counts as the offer still being in the wallet)."""
+    now = now or timezone.now()
+    return (
+        IssuedOffer.objects.filter(
+            contact=contact, status__in=[IssuedOffer.Status.AVAILABLE, IssuedOffer.Status.LOCKED]
+        )
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .select_related("offer")
+        .prefetch_related(
+            Prefetch("offer__restrictions", queryset=OfferRestriction.objects.order_by("id")), "offer__venues"
+        )
+        .order_by("-offer__priority", "issued_at")
+    )
+
+
+def is_locked_by_other(issued: IssuedOffer, transaction_id: str | None, now: datetime) -> bool:
+    return (
+        issued.status == IssuedOffer.Status.LOCKED
+        and issued.locked_until is not None
+        and issued.locked_until > now
+        and issued.locked_transaction_id != (transaction_id or "")
+    )
+
+
+def offer_state_reasons(offer: Offer, now: datetime) -> list[str]:
+    reasons = []
+    if offer.status == Offer.Status.PAUSED:
+        reasons.append("offer_paused")
+    elif offer.status != Offer.Status.ACTIVE:
+        reasons.append("offer_not_active")
+    if offer.valid_from and offer.valid_from > now:
+        reasons.append("not_yet_valid")
+    if offer.valid_until and offer.valid_until <= now:
+        reasons.append("offer_ended")
+    return reasons
+
+
+def limit_reasons(offer: Offer, used_by_contact: int) -> list[str]:
+    reasons = []
+    if offer.redemptions_per_contact is not None and used_by_contact >= offer.redemptions_per_contact:
+        reasons.append("limit_reached")
+    if offer.budget_count is not None and offer.redeemed_count >= offer.budget_count:
+        reasons.append("budget_exhausted")
+    if offer.budget_amount is not None and offer.discount_given >= offer.budget_amount:
+        reasons.append("budget_exhausted")
+    return reasons
+
+
+@dataclass
+class LookupResult:
+    issued: IssuedOffer
+    applicable: bool
+    evaluation: Evaluation | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
+def classified_lines(*, livemode: bool, lines: list[BasketLine]) -> list[BasketLine]:
+    """Fill family/brand from the catalogue where a line omits them (one query)."""
+    if not lines:
+        return lines
+    return with_classification(
+        lines, basket_lines_classified(livemode=livemode, lines=[line.as_dict() for line in lines])
+    )
+
+
+def offers_lookup(
+    *,
+    contact: Contact,
+    context: BasketContext | None,
+    transaction_id: str | None = None,
+    now: datetime | None = None,
+) -> tuple[list[LookupResult], list[Evaluation]]:
+    """Every issued offer in the wallet with whether it can be used now, and with a basket what
+    it gives and why not; plus the best combination under the stacking rules."""
+    now = now or timezone.now()
+    issued_offers = list(issued_offers_of(contact=contact, now=now))
+    usage = dict(
+        OfferContactUsage.objects.filter(contact=contact, offer_id__in={i.offer_id for i in issued_offers}).values_list(
+            "offer_id", "redeemed_count"
+        )
+    )
+    results, usable_specs = [], []
+    for issued in issued_offers:
+        offer = issued.offer
+        reasons = offer_state_reasons(offer, now) + limit_reasons(offer, usage.get(offer.pk, 0))
+        if is_locked_by_other(issued, transaction_id, now):
+            reasons.append("locked_by_another_transaction")
+        evaluation = None
+        if context is not None:
+            spec = offer_spec(offer)
+            evaluation = evaluate(spec, context)
+            reasons += evaluation.reasons
+            if not reasons:
+                usable_specs.append(spec)
+        results.append(LookupResult(issued=issued, applicable=not reasons, evaluation=evaluation, reasons=reasons))
+    combination = best_combination(usable_specs, context) if context is not None else []
+    return results, combination
+
+
+def venue_resolve(*, livemode: bool, reference) -> Venue | None:
+    """A venue by id, or by `{"merchant_number", "number"}` as receipts print them."""
+    if reference in (None, ""):
+        return None
+    venues = Venue.objects.filter(livemode=livemode).select_related("merchant")
+    try:
+        if isinstance(reference, dict):
+            venue = venues.filter(
+                merchant__number=reference.get("merchant_number"), number=reference.get("number")
+            ).first()
+        else:
+            venue = venues.filter(pk=uuid.UUID(str(reference))).first()
+    except (ValueError, TypeError):
+        venue = None
+    if venue is None:
+        raise ValidationError.for_field("basket.venue", f"No venue {reference} in this mode.")
+    return venue
+
+
+def basket_context(
+    *,
+    livemode: bool,
+    currency: str,
+    lines: list[BasketLine],
+    venue=None,
+    channel: str | None = None,
+    at: datetime | None = None,
+) -> BasketContext:
+    return BasketContext(
+        lines=classified_lines(livemode=livemode, lines=lines),
+        currency=currency,
+        at=at or timezone.now(),
+        channel=channel,
+        venue_id=str(venue.pk) if venue else None,
+        venue_time_zone=venue.time_zone if venue else settings.TIME_ZONE,
+    )

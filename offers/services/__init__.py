@@ -1,0 +1,1 @@
+"""Writes of the offers app: definitions, issued offers (state machine), and the pure engine."""

@@ -1,0 +1,452 @@
+"""Issued offers: issuing, and the one guarded state machine behind lock, unlock, redeem,
+reinstate, expiry and revocation.
+
+Every change takes the issued offer's row lock (`SELECT … FOR UPDATE`), checks the transition
+table and the guards, writes the new state and a history row, all in one transaction. Counters
+and limits are then moved with conditional updates in a fixed order (issued offer → offer →
+per-contact usage), so 50 parallel redemptions of one offer give exactly one success, and
+budgets hold under any concurrency. An expired lock counts as no lock at all, at once: no sweep
+is needed for another transaction to lock or redeem.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from core.exceptions import Conflict, NotFound, ValidationError
+from core.services import outbox_emit
+from loyalty.models import Contact
+from offers.exceptions import OfferLimitReached, OfferLocked, OfferNotApplicable, OfferNotAvailable
+from offers.models import IssuedOffer, IssuedOfferTransition, Offer, OfferContactUsage
+from offers.selectors import offer_spec, offer_state_reasons
+from offers.services.engine import BasketContext, Evaluation, evaluate
+
+Status = IssuedOffer.Status
+
+# action: (statuses it may start from, status it leads to)
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "lock": (frozenset({Status.AVAILABLE, Status.LOCKED}), Status.LOCKED),
+    "unlock": (frozenset({Status.LOCKED}), Status.AVAILABLE),
+    "release": (frozenset({Status.LOCKED}), Status.AVAILABLE),  # the lock's time ran out
+    "redeem": (frozenset({Status.AVAILABLE, Status.LOCKED}), Status.REDEEMED),
+    "reinstate": (frozenset({Status.REDEEMED}), Status.AVAILABLE),
+    "expire": (frozenset({Status.AVAILABLE, Status.LOCKED}), Status.EXPIRED),
+    "revoke": (frozenset({Status.AVAILABLE, Status.LOCKED}), Status.REVOKED),
+}
+
+MIN_LOCK_TTL = 30
+MAX_LOCK_TTL = 24 * 3600
+
+
+def _lock_is_live(issued: IssuedOffer, now: datetime) -> bool:
+    return issued.status == Status.LOCKED and issued.locked_until is not None and issued.locked_until > now
+
+
+def _not_available(issued: IssuedOffer, reason: str) -> OfferNotAvailable:
+    return OfferNotAvailable(
+        f"The issued offer is {reason}.",
+        parameters=[OfferNotAvailable.parameter("id", value=str(issued.pk), status=issued.status)],
+    )
+
+
+def _locked_by_other(issued: IssuedOffer) -> OfferLocked:
+    return OfferLocked(
+        f"The issued offer is locked by another transaction until {issued.locked_until.isoformat()}.",
+        parameters=[OfferLocked.parameter("id", value=str(issued.pk), locked_until=issued.locked_until.isoformat())],
+    )
+
+
+def issued_offer_transition(
+    *,
+    issued: IssuedOffer,
+    action: str,
+    now: datetime,
+    transaction_id: str = "",
+    discount: int = 0,
+    actor: str = "",
+    **changes,
+) -> IssuedOffer:
+    """Apply one transition to a row the caller holds locked; refuses what the table forbids.
+    (The guards particular to each action are checked by its service before this.)"""
+    allowed_from, to_status = TRANSITIONS[action]
+    effective = Status.AVAILABLE if issued.status == Status.LOCKED and not _lock_is_live(issued, now) else issued.status
+    if issued.status not in allowed_from and effective not in allowed_from:
+        raise _not_available(issued, issued.status)
+    from_status = issued.status
+    fields = {"status": to_status, **changes}
+    if to_status != Status.LOCKED:
+        fields.update(locked_transaction_id="", locked_until=None, locked_discount=0)
+    IssuedOffer.objects.filter(pk=issued.pk).update(updated_at=now, **fields)
+    for name, value in fields.items():
+        setattr(issued, name, value)
+    IssuedOfferTransition.objects.create(
+        issued_offer=issued,
+        action=action,
+        from_status=from_status,
+        to_status=to_status,
+        transaction_id=transaction_id,
+        discount=discount,
+        actor=actor,
+        created_at=now,
+    )
+    return issued
+
+
+def _locked_row(issued_offer_id) -> IssuedOffer:
+    return IssuedOffer.objects.select_for_update(of=("self",)).select_related("offer").get(pk=issued_offer_id)
+
+
+def _event(issued: IssuedOffer, event_type: str, **extra) -> None:
+    outbox_emit(
+        livemode=issued.livemode,
+        event_type=event_type,
+        payload={
+            "issued_offer_id": str(issued.pk),
+            "offer_id": str(issued.offer_id),
+            "contact_id": str(issued.contact_id),
+            "status": issued.status,
+            "is_external": issued.offer.is_external,
+            "external_reference": issued.external_reference,
+            **extra,
+        },
+    )
+
+
+# --- issuing ----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def issued_offer_issue(
+    *,
+    offer: Offer,
+    contact: Contact,
+    expires_at: datetime | None = None,
+    external_reference: str | None = None,
+    source: str = "api",
+    actor: str = "",
+) -> IssuedOffer:
+    """Put an active offer in the contact's wallet (counted in `issued_count`; `offer.issued`
+    goes to the outbox, which is how an external offer system hears of it). Raises
+    OfferNotAvailable (offer not active or ended), ValidationError, Conflict (external ref)."""
+    now = timezone.now()
+    if offer.livemode != contact.livemode:
+        raise NotFound("No such contact in this mode.", parameters=[NotFound.parameter("contact")])
+    reasons = offer_state_reasons(offer, now)
+    reasons = [reason for reason in reasons if reason != "not_yet_valid"]  # may be issued ahead of time
+    if reasons:
+        raise OfferNotAvailable(
+            f"The offer cannot be issued: {', '.join(reasons)}.",
+            parameters=[OfferNotAvailable.parameter("offer_id", value=str(offer.pk), reasons=reasons)],
+        )
+    expires_at = expires_at or offer.valid_until
+    if offer.valid_until and expires_at and expires_at > offer.valid_until:
+        expires_at = offer.valid_until
+    if expires_at and expires_at <= now:
+        raise ValidationError.for_field("expires_at", "The expiry must be in the future.")
+    try:
+        with transaction.atomic():
+            issued = IssuedOffer.objects.create(
+                livemode=offer.livemode,
+                offer=offer,
+                contact=contact,
+                issued_at=now,
+                expires_at=expires_at,
+                external_reference=external_reference or None,
+                source=source,
+            )
+    except IntegrityError:
+        raise Conflict(
+            "That external reference is already used by another issued offer.",
+            parameters=[Conflict.parameter("external_reference", value=external_reference)],
+        ) from None
+    Offer.objects.filter(pk=offer.pk).update(issued_count=F("issued_count") + 1)
+    IssuedOfferTransition.objects.create(
+        issued_offer=issued, action="issue", from_status="", to_status=Status.AVAILABLE, actor=actor, created_at=now
+    )
+    _event(issued, "offer.issued", expires_at=expires_at.isoformat() if expires_at else None)
+    return issued
+
+
+# --- lock, unlock, redeem, reinstate ----------------------------------------------------------
+
+
+def _priced(issued: IssuedOffer, context: BasketContext | None) -> Evaluation | None:
+    if context is None:
+        return None
+    evaluation = evaluate(offer_spec(issued.offer), context)
+    if not evaluation.applicable:
+        raise OfferNotApplicable(
+            f"The offer does not apply: {', '.join(evaluation.reasons)}.",
+            parameters=[OfferNotApplicable.parameter("basket", reasons=evaluation.reasons)],
+        )
+    return evaluation
+
+
+def _check_offer_usable(issued: IssuedOffer, now: datetime) -> None:
+    if issued.expires_at is not None and issued.expires_at <= now:
+        raise _not_available(issued, "expired")
+    reasons = offer_state_reasons(issued.offer, now)
+    if reasons:
+        raise OfferNotAvailable(
+            f"The offer cannot be used now: {', '.join(reasons)}.",
+            parameters=[OfferNotAvailable.parameter("id", value=str(issued.pk), reasons=reasons)],
+        )
+
+
+def issued_offer_lock(
+    *,
+    issued_offer_id,
+    transaction_id: str,
+    context: BasketContext | None,
+    ttl_seconds: int | None = None,
+    actor: str = "",
+) -> tuple[IssuedOffer, Evaluation | None]:
+    """Bind the offer to `transaction_id` for `ttl_seconds` and price it on the basket. The same
+    transaction may lock again (re-pricing, new deadline); another gets OfferLocked until the
+    lock's time runs out. Raises OfferLocked, OfferNotAvailable, OfferNotApplicable,
+    ValidationError."""
+    if not transaction_id:
+        raise ValidationError.for_field("transaction_id", "A lock needs the transaction it binds to.")
+    ttl = settings.OFFER_LOCK_TTL_SECONDS if ttl_seconds is None else ttl_seconds
+    if not MIN_LOCK_TTL <= ttl <= MAX_LOCK_TTL:
+        raise ValidationError.for_field("ttl_seconds", f"Between {MIN_LOCK_TTL} and {MAX_LOCK_TTL} seconds.")
+    with transaction.atomic():
+        issued = _locked_row(issued_offer_id)
+        now = timezone.now()
+        if _lock_is_live(issued, now) and issued.locked_transaction_id != transaction_id:
+            raise _locked_by_other(issued)
+        if issued.status not in (Status.AVAILABLE, Status.LOCKED):
+            raise _not_available(issued, issued.status)
+        _check_offer_usable(issued, now)
+        evaluation = _priced(issued, context)
+        discount = evaluation.discount if evaluation else 0
+        issued_offer_transition(
+            issued=issued,
+            action="lock",
+            now=now,
+            transaction_id=transaction_id,
+            discount=discount,
+            actor=actor,
+            locked_transaction_id=transaction_id,
+            locked_until=now + timedelta(seconds=ttl),
+            locked_discount=discount,
+        )
+        _event(issued, "offer.locked", transaction_id=transaction_id, locked_until=issued.locked_until.isoformat())
+    return issued, evaluation
+
+
+def issued_offer_unlock(*, issued_offer_id, transaction_id: str | None = None, actor: str = "") -> IssuedOffer:
+    """Release a lock (by its transaction when given). Unlocking an offer that is already free
+    is a no-op. Raises OfferLocked (another transaction's live lock), OfferNotAvailable."""
+    with transaction.atomic():
+        issued = _locked_row(issued_offer_id)
+        now = timezone.now()
+        if issued.status == Status.AVAILABLE:
+            return issued
+        if issued.status != Status.LOCKED:
+            raise _not_available(issued, issued.status)
+        if transaction_id and issued.locked_transaction_id != transaction_id and _lock_is_live(issued, now):
+            raise _locked_by_other(issued)
+        return issued_offer_transition(
+            issued=issued, action="unlock", now=now, transaction_id=issued.locked_transaction_id, actor=actor
+        )
+
+
+def _count_redemption(issued: IssuedOffer, discount: int) -> None:
+    """Move the offer's counters and the contact's usage within their limits, or refuse."""
+    offer = issued.offer
+    within_budget = Q(budget_count__isnull=True) | Q(redeemed_count__lt=F("budget_count"))
+    within_money = Q(budget_amount__isnull=True) | Q(budget_amount__gte=F("discount_given") + discount)
+    if not Offer.objects.filter(within_budget & within_money, pk=offer.pk).update(
+        redeemed_count=F("redeemed_count") + 1, discount_given=F("discount_given") + discount
+    ):
+        raise OfferLimitReached(
+            "The offer's total budget is used up.",
+            parameters=[OfferLimitReached.parameter("offer_id", value=str(offer.pk), reason="budget_exhausted")],
+        )
+    OfferContactUsage.objects.get_or_create(offer=offer, contact_id=issued.contact_id)
+    usage = OfferContactUsage.objects.filter(offer=offer, contact_id=issued.contact_id)
+    if offer.redemptions_per_contact is not None:
+        usage = usage.filter(redeemed_count__lt=offer.redemptions_per_contact)
+    if not usage.update(redeemed_count=F("redeemed_count") + 1):
+        raise OfferLimitReached(
+            f"The contact has redeemed this offer {offer.redemptions_per_contact} time(s), the limit.",
+            parameters=[OfferLimitReached.parameter("offer_id", value=str(offer.pk), reason="limit_reached")],
+        )
+
+
+def issued_offer_redeem(
+    *,
+    issued_offer_id,
+    transaction_id: str | None = None,
+    context: BasketContext | None = None,
+    actor: str = "",
+    at: datetime | None = None,
+) -> tuple[IssuedOffer, Evaluation | None]:
+    """Redeem for good (until reinstated): directly, or through the transaction holding its lock.
+    With a basket the discount is recomputed; without one, a lock's price is used. Never twice:
+    the row lock and the transition table make exactly one of any number of parallel calls win.
+    Raises OfferNotAvailable, OfferLocked, OfferNotApplicable, OfferLimitReached."""
+    with transaction.atomic():
+        issued = _locked_row(issued_offer_id)
+        now = timezone.now()
+        if issued.status not in (Status.AVAILABLE, Status.LOCKED):
+            raise _not_available(issued, issued.status)
+        if _lock_is_live(issued, now) and issued.locked_transaction_id != (transaction_id or ""):
+            raise _locked_by_other(issued)
+        _check_offer_usable(issued, now)
+        evaluation = _priced(issued, context)
+        if evaluation is not None:
+            discount = evaluation.discount
+        elif _lock_is_live(issued, now):
+            discount = issued.locked_discount
+        else:
+            discount = 0
+        _count_redemption(issued, discount)
+        issued_offer_transition(
+            issued=issued,
+            action="redeem",
+            now=now,
+            transaction_id=transaction_id or "",
+            discount=discount,
+            actor=actor,
+            redeemed_transaction_id=transaction_id or "",
+            redeemed_at=at or now,
+            redeemed_discount=discount,
+        )
+        _event(issued, "offer.redeemed", transaction_id=transaction_id, discount=discount)
+    return issued, evaluation
+
+
+def issued_offer_reinstate(*, issued_offer_id, actor: str = "", reason: str = "") -> IssuedOffer:
+    """Undo a redemption: the offer is available again and its counters give back the use —
+    only while the offer itself could still be used. Raises OfferNotAvailable."""
+    with transaction.atomic():
+        issued = _locked_row(issued_offer_id)
+        now = timezone.now()
+        if issued.status != Status.REDEEMED:
+            raise _not_available(issued, f"{issued.status}, not redeemed")
+        _check_offer_usable(issued, now)
+        Offer.objects.filter(pk=issued.offer_id).update(
+            redeemed_count=F("redeemed_count") - 1, discount_given=F("discount_given") - issued.redeemed_discount
+        )
+        OfferContactUsage.objects.filter(
+            offer_id=issued.offer_id, contact_id=issued.contact_id, redeemed_count__gt=0
+        ).update(redeemed_count=F("redeemed_count") - 1)
+        issued_offer_transition(
+            issued=issued,
+            action="reinstate",
+            now=now,
+            transaction_id=issued.redeemed_transaction_id,
+            discount=-issued.redeemed_discount,
+            actor=actor or reason,
+            redeemed_transaction_id="",
+            redeemed_at=None,
+            redeemed_discount=0,
+        )
+        _event(issued, "offer.reinstated")
+    return issued
+
+
+def issued_offer_revoke(*, issued_offer_id, actor: str = "") -> IssuedOffer:
+    with transaction.atomic():
+        issued = _locked_row(issued_offer_id)
+        return issued_offer_transition(issued=issued, action="revoke", now=timezone.now(), actor=actor)
+
+
+# --- sweeps -----------------------------------------------------------------------------------
+
+
+def _sweep(action: str, due: Q, now: datetime, batch_size: int) -> int:
+    done = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                IssuedOffer.objects.filter(due).select_for_update(skip_locked=True).order_by("pk")[:batch_size]
+            )
+            if not batch:
+                return done
+            _, to_status = TRANSITIONS[action]
+            extra = (
+                {}
+                if to_status == Status.LOCKED
+                else {"locked_transaction_id": "", "locked_until": None, "locked_discount": 0}
+            )
+            IssuedOffer.objects.filter(pk__in=[issued.pk for issued in batch]).update(
+                status=to_status, updated_at=now, **extra
+            )
+            IssuedOfferTransition.objects.bulk_create(
+                IssuedOfferTransition(
+                    issued_offer=issued,
+                    action=action,
+                    from_status=issued.status,
+                    to_status=to_status,
+                    transaction_id=issued.locked_transaction_id,
+                    actor="system",
+                    created_at=now,
+                )
+                for issued in batch
+            )
+            done += len(batch)
+
+
+def issued_offer_locks_release(*, now: datetime | None = None, batch_size: int = 1000) -> int:
+    """Bulk release of locks whose time ran out (they already count as free; this tidies up)."""
+    now = now or timezone.now()
+    return _sweep("release", Q(status=Status.LOCKED, locked_until__lte=now), now, batch_size)
+
+
+def issued_offers_expire_due(*, now: datetime | None = None, batch_size: int = 1000) -> int:
+    """Expire issued offers past their date that were not redeemed (a live lock keeps its offer
+    until the lock ends)."""
+    now = now or timezone.now()
+    due = Q(expires_at__lte=now) & (Q(status=Status.AVAILABLE) | Q(status=Status.LOCKED, locked_until__lte=now))
+    return _sweep("expire", due, now, batch_size)
+
+
+# --- external systems -------------------------------------------------------------------------
+
+
+def external_redemption_record(
+    *,
+    livemode: bool,
+    issued_offer_id=None,
+    external_reference: str | None = None,
+    redeemed_at: datetime | None = None,
+    transaction_id: str = "",
+    actor: str = "",
+) -> tuple[IssuedOffer, bool]:
+    """An external offer system reports that it redeemed one of its offers: reconcile it.
+    Returns (issued offer, created) — a repeat of the same report is a no-op. Raises NotFound,
+    OfferNotAvailable (redeemed elsewhere: by another transaction, or revoked/expired)."""
+    lookup = IssuedOffer.objects.filter(livemode=livemode)
+    lookup = (
+        lookup.filter(pk=issued_offer_id) if issued_offer_id else lookup.filter(external_reference=external_reference)
+    )
+    issued = lookup.first()
+    if issued is None:
+        name, value = (
+            ("issued_offer_id", issued_offer_id) if issued_offer_id else ("external_reference", external_reference)
+        )
+        raise NotFound("No such issued offer.", parameters=[NotFound.parameter(name, value=str(value))])
+    with transaction.atomic():
+        issued = _locked_row(issued.pk)
+        if issued.status == Status.REDEEMED:
+            if issued.redeemed_transaction_id == (transaction_id or ""):
+                return issued, False
+            raise OfferNotAvailable(
+                "This offer was already redeemed by another transaction.",
+                parameters=[OfferNotAvailable.parameter("transaction_id", value=issued.redeemed_transaction_id)],
+            )
+    issued, _ = issued_offer_redeem(
+        issued_offer_id=issued.pk,
+        transaction_id=transaction_id or "",
+        actor=actor or "external",
+        at=redeemed_at,
+    )
+    return issued, True
