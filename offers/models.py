@@ -146,6 +146,7 @@ class IssuedOffer(LivemodeModel):
     issued_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
     locked_transaction_id = models.CharField(max_length=100, blank=True)
+    locked_at = models.DateTimeField(null=True, blank=True)
     locked_until = models.DateTimeField(null=True, blank=True)
     locked_discount = models.BigIntegerField(default=0, help_text="Minor units the lock priced.")
     redeemed_transaction_id = models.CharField(max_length=100, blank=True)

@@ -80,7 +80,7 @@ def issued_offer_transition(
     from_status = issued.status
     fields = {"status": to_status, **changes}
     if to_status != Status.LOCKED:
-        fields.update(locked_transaction_id="", locked_until=None, locked_discount=0)
+        fields.update(locked_transaction_id="", locked_at=None, locked_until=None, locked_discount=0)
     IssuedOffer.objects.filter(pk=issued.pk).update(updated_at=now, **fields)
     for name, value in fields.items():
         setattr(issued, name, value)
@@ -233,6 +233,7 @@ def issued_offer_lock(
             discount=discount,
             actor=actor,
             locked_transaction_id=transaction_id,
+            locked_at=now,
             locked_until=now + timedelta(seconds=ttl),
             locked_discount=discount,
         )
@@ -372,11 +373,7 @@ def _sweep(action: str, due: Q, now: datetime, batch_size: int) -> int:
             if not batch:
                 return done
             _, to_status = TRANSITIONS[action]
-            extra = (
-                {}
-                if to_status == Status.LOCKED
-                else {"locked_transaction_id": "", "locked_until": None, "locked_discount": 0}
-            )
+            extra = {"locked_transaction_id": "", "locked_at": None, "locked_until": None, "locked_discount": 0}
             IssuedOffer.objects.filter(pk__in=[issued.pk for issued in batch]).update(
                 status=to_status, updated_at=now, **extra
             )
