@@ -8,7 +8,7 @@ serializers (about 37 ms, measured on these machines); errors still name the exa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -16,6 +16,12 @@ from core.exceptions import LimitExceeded, ValidationError
 from core.money import CURRENCY_EXPONENTS, check_currency
 
 MAX_BASKET_LINES = 1000
+# Bounds that keep every figure small enough to compute with: without them "1e999999" raises
+# decimal.Overflow and "1e999990" takes seconds to turn into an int. A line's minor units stay
+# below 10**15, so even 1,000 lines sum inside a 64-bit integer.
+MAX_LINE_AMOUNT = 10**15
+MAX_QUANTITY = Decimal(1_000_000)
+QUANTITY_STEP = Decimal("0.000001")
 LINE_FIELDS = {"sku", "quantity", "unit_price", "amount", "tax_included", "family", "brand", "name"}
 
 
@@ -43,6 +49,21 @@ class BasketLine:
 
 
 def _money(value: Any, exponent: int, field: str) -> int:
+    if isinstance(value, str):
+        # The common case ("12.50") in integer arithmetic; anything unusual takes the Decimal path.
+        # isdigit() is also true of "²" and other non-ASCII digits int() refuses, hence isascii().
+        whole, _, fraction = value.partition(".")
+        if (
+            whole.isascii()
+            and whole.isdigit()
+            and len(whole) <= 15
+            and (not fraction or (fraction.isascii() and fraction.isdigit() and len(fraction) <= exponent))
+        ):
+            minor = int(whole) * 10**exponent + (int(fraction.ljust(exponent, "0")) if fraction else 0)
+            if minor < MAX_LINE_AMOUNT:
+                return minor
+    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_LINE_AMOUNT // 10**exponent:
+        return value * 10**exponent
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ValidationError.for_field(field, 'Must be a decimal string such as "12.50".')
     try:
@@ -53,6 +74,8 @@ def _money(value: Any, exponent: int, field: str) -> int:
         raise ValidationError.for_field(field, f"'{value}' is not a decimal amount.")
     if decimal < 0:
         raise ValidationError.for_field(field, "Amounts cannot be negative.")
+    if decimal >= Decimal(MAX_LINE_AMOUNT).scaleb(-exponent):
+        raise ValidationError.for_field(field, "The amount is too large.")
     scaled = decimal.scaleb(exponent)
     if scaled != scaled.to_integral_value():
         raise ValidationError.for_field(field, f"At most {exponent} decimals in this currency.")
@@ -72,6 +95,18 @@ def _text(value: Any, field: str, *, required: bool, max_length: int = 64) -> st
     if required and not value:
         raise ValidationError.for_field(field, "This field is required.")
     return value or None
+
+
+def _quantity(raw: Any, field: str) -> Decimal:
+    try:
+        quantity = Decimal(str(raw))
+    except InvalidOperation:
+        raise ValidationError.for_field(field, "Must be a number.") from None
+    if not quantity.is_finite() or quantity <= 0:
+        raise ValidationError.for_field(field, "The quantity must be positive.")
+    if quantity > MAX_QUANTITY or quantity != quantity.quantize(QUANTITY_STEP):
+        raise ValidationError.for_field(field, "At most 1,000,000, with at most 6 decimals.")
+    return quantity
 
 
 def parse_basket_lines(items: Any, *, currency: str, field: str = "items", required: bool = True) -> list[BasketLine]:
@@ -95,19 +130,17 @@ def parse_basket_lines(items: Any, *, currency: str, field: str = "items", requi
         where = f"{field}.{index}"
         if not isinstance(item, dict):
             raise ValidationError.for_field(where, "Each line must be an object.")
-        unknown = set(item) - LINE_FIELDS
-        if unknown:
-            raise ValidationError.for_field(f"{where}.{sorted(unknown)[0]}", "Unknown field.")
+        if not LINE_FIELDS.issuperset(item):
+            unknown = sorted(set(item) - LINE_FIELDS)
+            raise ValidationError.for_field(f"{where}.{unknown[0]}", "Unknown field.")
         sku = _text(item.get("sku"), f"{where}.sku", required=True)
         raw_quantity = item.get("quantity", 1)
-        if isinstance(raw_quantity, bool) or not isinstance(raw_quantity, (int, str, float)):
+        if type(raw_quantity) is int and 0 < raw_quantity <= MAX_QUANTITY:
+            quantity = Decimal(raw_quantity)  # the common case, without the general checks below
+        elif isinstance(raw_quantity, bool) or not isinstance(raw_quantity, (int, str, float)):
             raise ValidationError.for_field(f"{where}.quantity", "Must be a number.")
-        try:
-            quantity = Decimal(str(raw_quantity))
-        except InvalidOperation:
-            raise ValidationError.for_field(f"{where}.quantity", "Must be a number.") from None
-        if not quantity.is_finite() or quantity <= 0:
-            raise ValidationError.for_field(f"{where}.quantity", "The quantity must be positive.")
+        else:
+            quantity = _quantity(raw_quantity, f"{where}.quantity")
         unit_price = (
             _money(item["unit_price"], exponent, f"{where}.unit_price") if item.get("unit_price") is not None else None
         )
@@ -115,6 +148,8 @@ def parse_basket_lines(items: Any, *, currency: str, field: str = "items", requi
             amount = _money(item["amount"], exponent, f"{where}.amount")
         elif unit_price is not None:
             amount = int((quantity * unit_price).to_integral_value())
+            if amount >= MAX_LINE_AMOUNT:
+                raise ValidationError.for_field(f"{where}.amount", "unit_price × quantity is too large.")
         else:
             raise ValidationError.for_field(f"{where}.amount", "Give the line's amount (or its unit_price).")
         tax_included = (
@@ -139,6 +174,16 @@ def parse_basket_lines(items: Any, *, currency: str, field: str = "items", requi
 def with_classification(lines: list[BasketLine], classified: list[dict[str, Any]]) -> list[BasketLine]:
     """Lines with family/brand filled from the catalogue (see catalogue.selectors)."""
     return [
-        replace(line, family=line.family or info.get("family"), brand=line.brand or info.get("brand"))
+        line
+        if (line.family or not info.get("family")) and (line.brand or not info.get("brand"))
+        else BasketLine(
+            line.sku,
+            line.amount,
+            line.quantity,
+            line.unit_price,
+            line.family or info.get("family"),
+            line.brand or info.get("brand"),
+            line.tax_included,
+        )
         for line, info in zip(lines, classified, strict=True)
     ]

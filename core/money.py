@@ -91,8 +91,13 @@ def from_minor(minor: int, currency: str) -> Decimal:
 
 
 def format_minor(minor: int, currency: str) -> str:
-    """Minor units as the API writes money: a decimal string with the currency's decimals."""
-    return str(from_minor(minor, currency))
+    """Minor units as the API writes money: a decimal string with the currency's decimals.
+    (Integer arithmetic: responses can carry thousands of amounts.)"""
+    exponent = CURRENCY_EXPONENTS[currency]
+    if exponent == 0:
+        return str(minor)
+    whole, fraction = divmod(abs(minor), 10**exponent)
+    return f"{'-' if minor < 0 else ''}{whole}.{fraction:0{exponent}d}"
 
 
 def round_half_up(value: Decimal) -> int:

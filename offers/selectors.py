@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from catalogue.models import Venue
@@ -25,8 +25,11 @@ from offers.services.engine import BasketContext, Evaluation, OfferSpec, best_co
 
 
 def offer_spec(offer: Offer) -> OfferSpec:
-    """The engine's view of an offer; needs `restrictions` and `venues` prefetched."""
-    restrictions = list(offer.restrictions.all())
+    """The engine's view of one offer."""
+    return offer_specs([offer])[offer.pk]
+
+
+def _spec(offer: Offer, includes, excludes, venue_ids) -> OfferSpec:
     return OfferSpec(
         id=str(offer.pk),
         benefit_type=offer.benefit_type,
@@ -34,12 +37,12 @@ def offer_spec(offer: Offer) -> OfferSpec:
         currency=offer.currency,
         applies_to=offer.applies_to,
         cap_amount=offer.cap_amount,
-        includes=frozenset((r.kind, r.value) for r in restrictions if r.mode == OfferRestriction.Mode.INCLUDE),
-        excludes=frozenset((r.kind, r.value) for r in restrictions if r.mode == OfferRestriction.Mode.EXCLUDE),
+        includes=frozenset(includes),
+        excludes=frozenset(excludes),
         min_spend=offer.min_spend,
         min_quantity=offer.min_quantity,
         channels=frozenset(offer.channels or []),
-        venue_ids=frozenset(str(venue.pk) for venue in offer.venues.all()),
+        venue_ids=frozenset(venue_ids),
         days_of_week=frozenset(offer.days_of_week or []),
         hour_from=offer.hour_from,
         hour_until=offer.hour_until,
@@ -62,11 +65,47 @@ def issued_offers_of(*, contact: Contact, now: datetime | None = None) -> QueryS
         )
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
         .select_related("offer")
-        .prefetch_related(
-            Prefetch("offer__restrictions", queryset=OfferRestriction.objects.order_by("id")), "offer__venues"
-        )
         .order_by("-offer__priority", "issued_at")
     )
+
+
+# Offer definitions change rarely and are read at every checkout: their engine specs are kept
+# per process, keyed by (id, updated_at) — every change of an offer or its conditions saves the
+# offer, so a changed offer is a cache miss.
+_SPEC_CACHE: dict[tuple, OfferSpec] = {}
+_SPEC_CACHE_SIZE = 5000
+
+
+def offer_specs(offers: list[Offer]) -> dict:
+    """Engine specs for many offers: at most two queries (restrictions, venues), none when all
+    are cached."""
+    specs, missing = {}, []
+    for offer in offers:
+        spec = _SPEC_CACHE.get((offer.pk, offer.updated_at))
+        if spec is None:
+            missing.append(offer)
+        else:
+            specs[offer.pk] = spec
+    if missing:
+        ids = [offer.pk for offer in missing]
+        restrictions: dict = {offer_id: ([], []) for offer_id in ids}
+        for offer_id, mode, kind, value in OfferRestriction.objects.filter(offer_id__in=ids).values_list(
+            "offer_id", "mode", "kind", "value"
+        ):
+            restrictions[offer_id][0 if mode == OfferRestriction.Mode.INCLUDE else 1].append((kind, value))
+        venues: dict = {offer_id: [] for offer_id in ids}
+        for offer_id, venue_id in Offer.venues.through.objects.filter(offer_id__in=ids).values_list(
+            "offer_id", "venue_id"
+        ):
+            venues[offer_id].append(str(venue_id))
+        if len(_SPEC_CACHE) > _SPEC_CACHE_SIZE:
+            _SPEC_CACHE.clear()
+        for offer in missing:
+            includes, excludes = restrictions[offer.pk]
+            spec = _spec(offer, includes, excludes, venues[offer.pk])
+            _SPEC_CACHE[(offer.pk, offer.updated_at)] = spec
+            specs[offer.pk] = spec
+    return specs
 
 
 def is_locked_by_other(issued: IssuedOffer, transaction_id: str | None, now: datetime) -> bool:
@@ -135,6 +174,7 @@ def offers_lookup(
             "offer_id", "redeemed_count"
         )
     )
+    specs = offer_specs([issued.offer for issued in issued_offers]) if context is not None else {}
     results, usable_specs = [], []
     for issued in issued_offers:
         offer = issued.offer
@@ -143,7 +183,7 @@ def offers_lookup(
             reasons.append("locked_by_another_transaction")
         evaluation = None
         if context is not None:
-            spec = offer_spec(offer)
+            spec = specs[offer.pk]
             evaluation = evaluate(spec, context)
             reasons += evaluation.reasons
             if not reasons:

@@ -117,6 +117,13 @@ class OfferInputSerializer(StrictSerializer):
     restrictions = RestrictionSerializer(many=True, required=False, help_text="At most 50.")
 
 
+# Times are written as strings here, as DRF's fields write them: a response body with datetime
+# objects renders with microseconds, but its stored Idempotency-Key replay (a JSONField, Django's
+# encoder) would keep milliseconds only, and the replay must equal the first answer.
+_datetime = serializers.DateTimeField().to_representation
+_time = serializers.TimeField().to_representation
+
+
 def offer_data(offer: Offer) -> dict:
     return {
         "id": str(offer.pk),
@@ -126,8 +133,8 @@ def offer_data(offer: Offer) -> dict:
         "image_url": offer.image_url,
         "terms": offer.terms,
         "status": offer.status,
-        "valid_from": offer.valid_from,
-        "valid_until": offer.valid_until,
+        "valid_from": _datetime(offer.valid_from),
+        "valid_until": _datetime(offer.valid_until),
         "benefit_type": offer.benefit_type,
         "benefit_value": str(offer.benefit_value.normalize()),
         "currency": offer.currency or None,
@@ -138,8 +145,8 @@ def offer_data(offer: Offer) -> dict:
         "channels": offer.channels,
         "venues": [str(venue.pk) for venue in offer.venues.all()],
         "days_of_week": offer.days_of_week,
-        "hour_from": offer.hour_from,
-        "hour_until": offer.hour_until,
+        "hour_from": _time(offer.hour_from),
+        "hour_until": _time(offer.hour_until),
         "redemptions_per_contact": offer.redemptions_per_contact,
         "budget_count": offer.budget_count,
         "budget_amount": offer.budget_amount,
@@ -152,8 +159,8 @@ def offer_data(offer: Offer) -> dict:
             "redeemed": offer.redeemed_count,
             "discount_given": offer.discount_given,
         },
-        "created_at": offer.created_at,
-        "updated_at": offer.updated_at,
+        "created_at": _datetime(offer.created_at),
+        "updated_at": _datetime(offer.updated_at),
     }
 
 
@@ -166,7 +173,7 @@ def offer_summary(offer: Offer) -> dict:
         "terms": offer.terms,
         "benefit_type": offer.benefit_type,
         "benefit_value": str(offer.benefit_value.normalize()),
-        "valid_until": offer.valid_until,
+        "valid_until": _datetime(offer.valid_until),
         "is_exclusive": offer.is_exclusive,
         "priority": offer.priority,
     }
@@ -179,12 +186,12 @@ def issued_offer_data(issued: IssuedOffer) -> dict:
         "contact_id": str(issued.contact_id),
         "offer": offer_summary(issued.offer),
         "status": issued.status,
-        "issued_at": issued.issued_at,
-        "expires_at": issued.expires_at,
+        "issued_at": _datetime(issued.issued_at),
+        "expires_at": _datetime(issued.expires_at),
         "locked_transaction_id": issued.locked_transaction_id or None,
-        "locked_until": issued.locked_until,
+        "locked_until": _datetime(issued.locked_until),
         "redeemed_transaction_id": issued.redeemed_transaction_id or None,
-        "redeemed_at": issued.redeemed_at,
+        "redeemed_at": _datetime(issued.redeemed_at),
         "external_reference": issued.external_reference,
     }
 

@@ -102,12 +102,17 @@ class LookupView(OffersApiView):
             if data["explain"]:
                 entry["reasons"] = result.reasons
             offers.append(entry)
-        by_offer = {str(result.issued.offer_id): str(result.issued.pk) for result in results if result.applicable}
+        # The engine names offers, the response names issued offers: a contact may hold two copies
+        # of one offer, and each copy in the combination must be named once.
+        copies: dict[str, list[str]] = {}
+        for result in results:
+            if result.applicable:
+                copies.setdefault(str(result.issued.offer_id), []).append(str(result.issued.pk))
         body = {"contact_id": str(contact.pk), "offers": offers}
         if context is not None:
             total = sum(evaluation.discount for evaluation in combination)
             body["best_combination"] = {
-                "issued_offer_ids": [by_offer[evaluation.offer_id] for evaluation in combination],
+                "issued_offer_ids": [copies[evaluation.offer_id].pop(0) for evaluation in combination],
                 "discount": format_minor(total, currency),
             }
         return Response(body)

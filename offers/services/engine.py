@@ -9,10 +9,12 @@ spread over lines by largest remainder, so the per-line parts always add up to t
 from __future__ import annotations
 
 import zoneinfo
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
 
 from catalogue.models import line_matches_restrictions
 from core.baskets import BasketLine
@@ -51,6 +53,23 @@ class BasketContext:
     venue_id: str | None = None
     venue_time_zone: str = "UTC"
 
+    @cached_property
+    def line_index(self) -> dict[tuple[str, str], list[int]]:
+        """(kind, value) → the lines it names: an offer's qualifying lines then cost its number of
+        restrictions, not the number of lines (1,000 lines × 50 offers stays cheap)."""
+        index: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for position, line in enumerate(self.lines):
+            index[("sku", line.sku)].append(position)
+            if line.family:
+                index[("family", line.family)].append(position)
+            if line.brand:
+                index[("brand", line.brand)].append(position)
+        return index
+
+    @cached_property
+    def local_time(self) -> datetime:
+        return self.at.astimezone(zoneinfo.ZoneInfo(self.venue_time_zone or "UTC"))
+
 
 @dataclass
 class Evaluation:
@@ -72,7 +91,7 @@ def place_and_time_reasons(offer: OfferSpec, context: BasketContext) -> list[str
         reasons.append("wrong_channel")
     if offer.venue_ids and context.venue_id not in offer.venue_ids:
         reasons.append("wrong_venue")
-    local = context.at.astimezone(zoneinfo.ZoneInfo(context.venue_time_zone or "UTC"))
+    local = context.local_time
     if offer.days_of_week and local.isoweekday() not in offer.days_of_week:
         reasons.append("wrong_day")
     if (offer.hour_from and local.time() < offer.hour_from) or (offer.hour_until and local.time() >= offer.hour_until):
@@ -80,16 +99,27 @@ def place_and_time_reasons(offer: OfferSpec, context: BasketContext) -> list[str
     return reasons
 
 
-def qualifying_line_indexes(offer: OfferSpec, lines: Sequence[BasketLine]) -> list[int]:
-    indexes = []
-    for index, line in enumerate(lines):
-        as_dict = line.as_dict()
-        if offer.includes and not line_matches_restrictions(as_dict, offer.includes):
-            continue
-        if offer.excludes and line_matches_restrictions(as_dict, offer.excludes):
-            continue
-        indexes.append(index)
-    return indexes
+def qualifying_line_indexes(
+    offer: OfferSpec, lines: Sequence[BasketLine], line_index: dict[tuple[str, str], list[int]] | None = None
+) -> list[int]:
+    """Lines the offer's include restrictions name (all lines when there are none), less the
+    lines its exclude restrictions name. With `line_index` (see BasketContext) it never walks
+    the lines."""
+    if line_index is None:
+        return [
+            index
+            for index, line in enumerate(lines)
+            if (not offer.includes or line_matches_restrictions(line.as_dict(), offer.includes))
+            and not (offer.excludes and line_matches_restrictions(line.as_dict(), offer.excludes))
+        ]
+    if offer.includes:
+        candidates = sorted({position for key in offer.includes for position in line_index.get(key, ())})
+    else:
+        candidates = range(len(lines))
+    if not offer.excludes:
+        return list(candidates)
+    excluded = {position for key in offer.excludes for position in line_index.get(key, ())}
+    return [position for position in candidates if position not in excluded]
 
 
 def spread(total: int, indexes: Sequence[int], weights: Sequence[int]) -> list[tuple[int, int]]:
@@ -98,10 +128,19 @@ def spread(total: int, indexes: Sequence[int], weights: Sequence[int]) -> list[t
     if total <= 0 or weight_sum <= 0:
         return []
     shares = [total * weight // weight_sum for weight in weights]
-    order = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % weight_sum), i))
-    for i in order[: total - sum(shares)]:
-        shares[i] += 1
+    left = total - sum(shares)
+    if left:
+        # Largest remainders first; the stable sort keeps ties in line order (deterministic).
+        negative_remainders = [-(total * weight % weight_sum) for weight in weights]
+        for i in sorted(range(len(weights)), key=negative_remainders.__getitem__)[:left]:
+            shares[i] += 1
     return [(indexes[i], share) for i, share in enumerate(shares) if share]
+
+
+def _units_cost(quantity: Decimal, price: int) -> int:
+    if quantity == quantity.to_integral_value():
+        return int(quantity) * price
+    return _round(quantity * price)
 
 
 def _round(value: Decimal) -> int:
@@ -120,15 +159,17 @@ def evaluate(offer: OfferSpec, context: BasketContext, remaining: Sequence[int] 
     result.reasons.extend(place_and_time_reasons(offer, context))
     if offer.benefit_type in ("amount_off", "fixed_price") and offer.currency and offer.currency != context.currency:
         result.reasons.append("wrong_currency")
-    qualifying = qualifying_line_indexes(offer, lines)
+    qualifying = qualifying_line_indexes(offer, lines, context.line_index)
     result.qualifying_lines = qualifying
     if not qualifying:
         result.reasons.append("no_qualifying_items")
-    qualifying_spend = sum(lines[i].amount for i in qualifying)
-    qualifying_quantity = sum((lines[i].quantity for i in qualifying), Decimal(0))
-    if qualifying and qualifying_spend < offer.min_spend:
+    if qualifying and offer.min_spend and sum(lines[i].amount for i in qualifying) < offer.min_spend:
         result.reasons.append("min_spend_not_met")
-    if qualifying and qualifying_quantity < offer.min_quantity:
+    if (
+        qualifying
+        and offer.min_quantity
+        and sum((lines[i].quantity for i in qualifying), Decimal(0)) < offer.min_quantity
+    ):
         result.reasons.append("min_quantity_not_met")
     if result.reasons:
         return result
@@ -139,6 +180,9 @@ def evaluate(offer: OfferSpec, context: BasketContext, remaining: Sequence[int] 
         result.points_multiplier = offer.benefit_value
     else:
         targets = qualifying if offer.applies_to == "qualifying_items" else list(range(len(lines)))
+        if offer.benefit_type == "free_item":
+            # The free unit is the cheapest qualifying one, whatever the offer applies to.
+            targets = qualifying
         target_amounts = [amounts[i] for i in targets]
         base = sum(target_amounts)
         discount = _money_discount(offer, context, lines, targets, target_amounts, base)
@@ -150,8 +194,11 @@ def evaluate(offer: OfferSpec, context: BasketContext, remaining: Sequence[int] 
             return result
         result.discount = discount
         if offer.benefit_type == "free_item":
-            cheapest = min(qualifying, key=lambda i: (lines[i].unit_amount, i))
-            result.line_discounts = [(cheapest, discount)]
+            result.line_discounts = [(_cheapest_unit_line(lines, targets), discount)]
+        elif offer.benefit_type == "fixed_price" and offer.applies_to != "basket":
+            # Each line gets what its own units save: a line already below the price gets nothing.
+            savings = _unit_savings(offer, context, lines, targets, target_amounts)
+            result.line_discounts = spread(discount, targets, savings)
         else:
             result.line_discounts = spread(discount, targets, target_amounts)
     result.applicable = True
@@ -168,18 +215,28 @@ def _money_discount(offer, context, lines, targets, target_amounts, base) -> int
         price = _round(offer.benefit_value * exponent_scale)
         if offer.applies_to == "basket":
             return base - price
-        # Each qualifying unit for the fixed price.
-        return sum(
-            max(0, amount - _round(lines[i].quantity * price))
-            for i, amount in zip(targets, target_amounts, strict=True)
-        )
+        return sum(_unit_savings(offer, context, lines, targets, target_amounts))
     if offer.benefit_type == "free_item":
-        qualifying = [i for i in targets if lines[i].quantity > 0]
-        if not qualifying:
+        cheapest = _cheapest_unit_line(lines, targets)
+        if cheapest is None:
             return 0
-        cheapest = min(qualifying, key=lambda i: (lines[i].unit_amount, i))
         return min(lines[cheapest].unit_amount, target_amounts[targets.index(cheapest)])
     return 0
+
+
+def _unit_savings(offer, context, lines, targets, target_amounts) -> list[int]:
+    """What each target line saves when each of its units costs the fixed price."""
+    price = _round(offer.benefit_value * Decimal(10) ** _exponent(context.currency))
+    return [
+        max(0, amount - _units_cost(lines[i].quantity, price))
+        for i, amount in zip(targets, target_amounts, strict=True)
+    ]
+
+
+def _cheapest_unit_line(lines, indexes) -> int | None:
+    """The line (of `indexes`) with the cheapest unit, the earliest on a tie: the free item."""
+    candidates = [i for i in indexes if lines[i].quantity > 0]
+    return min(candidates, key=lambda i: (lines[i].unit_amount, i)) if candidates else None
 
 
 def _exponent(currency: str) -> int:

@@ -431,6 +431,8 @@ def external_redemption_record(
             ("issued_offer_id", issued_offer_id) if issued_offer_id else ("external_reference", external_reference)
         )
         raise NotFound("No such issued offer.", parameters=[NotFound.parameter(name, value=str(value))])
+    # The row lock is held from the repeat check through the redemption: a repeat of the report
+    # arriving meanwhile waits, then finds it redeemed by the same transaction (not a conflict).
     with transaction.atomic():
         issued = _locked_row(issued.pk)
         if issued.status == Status.REDEEMED:
@@ -440,10 +442,10 @@ def external_redemption_record(
                 "This offer was already redeemed by another transaction.",
                 parameters=[OfferNotAvailable.parameter("transaction_id", value=issued.redeemed_transaction_id)],
             )
-    issued, _ = issued_offer_redeem(
-        issued_offer_id=issued.pk,
-        transaction_id=transaction_id or "",
-        actor=actor or "external",
-        at=redeemed_at,
-    )
+        issued, _ = issued_offer_redeem(
+            issued_offer_id=issued.pk,
+            transaction_id=transaction_id or "",
+            actor=actor or "external",
+            at=redeemed_at,
+        )
     return issued, True

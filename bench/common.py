@@ -1,0 +1,99 @@
+"""Shared set-up for the benchmark scripts: a fresh PostgreSQL database, Django configured to
+use it, a real gunicorn server on 127.0.0.1, and a latency recorder."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def use_database(name: str) -> str:
+    """Point Django at a fresh database `name` (dropped first) and return its URL."""
+    import psycopg
+
+    url = f"postgres://postgres@127.0.0.1:5432/{name}"
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("SECRET_KEY", "bench-only")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ["API_THROTTLE_RATE"] = "100000000/min"
+    os.environ.pop("CELERY_BROKER_URL", None)
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return url
+
+
+class Server:
+    """gunicorn serving the app on 127.0.0.1:PORT with the bench database."""
+
+    def __init__(self, port: int = 8090, workers: int = 3, extra_env: dict | None = None) -> None:
+        self.port = port
+        env = {**os.environ, "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1", **(extra_env or {})}
+        self.process = subprocess.Popen(
+            [
+                str(ROOT / ".venv/bin/gunicorn"),
+                "config.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(workers),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                connection.request("GET", "/healthz")
+                if connection.getresponse().status in (200, 503):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+class Client:
+    """One keep-alive HTTP connection with an API key."""
+
+    def __init__(self, port: int, key: str) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.headers = {"Authorization": f"Api-Key {key}", "Content-Type": "application/json"}
+
+    def post(self, path: str, body: dict) -> tuple[int, dict, float]:
+        payload = json.dumps(body)
+        started = time.perf_counter()
+        self.connection.request("POST", path, body=payload, headers=self.headers)
+        response = self.connection.getresponse()
+        data = response.read()
+        elapsed = time.perf_counter() - started
+        return response.status, json.loads(data or b"{}"), elapsed
+
+
+def percentiles(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p50 = statistics.median(ordered) * 1000
+    p95 = ordered[max(0, int(len(ordered) * 0.95) - 1)] * 1000
+    return f"p50 {p50:6.1f} ms   p95 {p95:6.1f} ms   n={len(ordered)}"
