@@ -23,7 +23,7 @@ from core.services import outbox_emit
 from loyalty.models import Contact
 from offers.exceptions import OfferLimitReached, OfferLocked, OfferNotApplicable, OfferNotAvailable
 from offers.models import IssuedOffer, IssuedOfferTransition, Offer, OfferContactUsage
-from offers.selectors import offer_spec, offer_state_reasons
+from offers.selectors import limit_reasons, offer_spec, offer_state_reasons
 from offers.services.engine import BasketContext, Evaluation, evaluate
 
 Status = IssuedOffer.Status
@@ -223,6 +223,7 @@ def issued_offer_lock(
         if issued.status not in (Status.AVAILABLE, Status.LOCKED):
             raise _not_available(issued, issued.status)
         _check_offer_usable(issued, now)
+        _check_limits_not_reached(issued)
         evaluation = _priced(issued, context)
         discount = evaluation.discount if evaluation else 0
         issued_offer_transition(
@@ -255,6 +256,22 @@ def issued_offer_unlock(*, issued_offer_id, transaction_id: str | None = None, a
             raise _locked_by_other(issued)
         return issued_offer_transition(
             issued=issued, action="unlock", now=now, transaction_id=issued.locked_transaction_id, actor=actor
+        )
+
+
+def _check_limits_not_reached(issued: IssuedOffer) -> None:
+    """A lock promises a discount: refuse it when the redeem would be refused for the limits
+    (the redeem still enforces them with conditional updates)."""
+    used = (
+        OfferContactUsage.objects.filter(offer_id=issued.offer_id, contact_id=issued.contact_id)
+        .values_list("redeemed_count", flat=True)
+        .first()
+    )
+    reasons = limit_reasons(issued.offer, used or 0)
+    if reasons:
+        raise OfferLimitReached(
+            f"The offer cannot be used again: {', '.join(reasons)}.",
+            parameters=[OfferLimitReached.parameter("offer_id", value=str(issued.offer_id), reason=reasons[0])],
         )
 
 

@@ -956,3 +956,18 @@ def test_external_redemption_of_an_unknown_or_other_mode_offer_is_not_found(by):
 
     assert in_other_mode.value.parameters[0]["name"] == by
     assert IssuedOffer.objects.get(pk=live.pk).status == Status.AVAILABLE
+
+
+def test_a_lock_is_refused_once_the_contact_has_used_up_the_offer():
+    from offers.exceptions import OfferLimitReached
+    from offers.services.issued import issued_offer_lock, issued_offer_redeem
+    from offers.tests.factories import IssuedOfferFactory, OfferFactory
+
+    offer = OfferFactory(redemptions_per_contact=1)
+    first = IssuedOfferFactory(offer=offer)
+    second = IssuedOfferFactory(offer=offer, contact=first.contact)
+    issued_offer_redeem(issued_offer_id=first.pk, transaction_id="T1")
+    with pytest.raises(OfferLimitReached):
+        issued_offer_lock(issued_offer_id=second.pk, transaction_id="T2", context=None)
+    second.refresh_from_db()
+    assert second.status == "available"
