@@ -14,12 +14,11 @@ lock/redeem p95 <= 20 ms.
 from __future__ import annotations
 
 import argparse
+import json
 import random
-import threading
-import time
 from decimal import Decimal
 
-from common import Client, Server, percentiles, use_database
+from common import Client, Server, lua_string, use_database, wrk
 
 BENEFITS = ["percent_off", "amount_off", "fixed_price", "free_item", "bonus_points", "points_multiplier"]
 VALUES = {
@@ -87,77 +86,79 @@ def basket(lines: int) -> dict:
     }
 
 
-def run(clients: int, seconds: float, work) -> list[float]:
-    samples: list[float] = []
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds
-    barrier = threading.Barrier(clients)
+LOOKUP_SCRIPT = """
+wrk.method = "POST"
+wrk.path = "/api/v1/offers/lookup"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Api-Key " .. {key}
+wrk.body = {body}
+"""
 
-    def loop(index: int) -> None:
-        mine = []
-        barrier.wait()
-        while time.monotonic() < deadline:
-            mine.extend(work(index))
-        with lock:
-            samples.extend(mine)
-
-    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return samples
+LOCK_REDEEM_SCRIPT = """
+local ids = {{}}
+for id in string.gmatch({ids}, "[^,]+") do ids[#ids + 1] = id end
+local counter = 0
+setup = function(thread)
+  counter = counter + 1
+  thread:set("offset", counter)
+end
+init = function(args)
+  step = 0
+end
+request = function()
+  -- one connection per thread, so each lock is answered before its redeem is sent
+  local n = math.floor(step / 2) * {threads} + offset
+  local id = ids[n]
+  local phase = step % 2
+  step = step + 1
+  if id == nil then return wrk.format("GET", "/healthz") end
+  local headers = {{["Content-Type"] = "application/json", ["Authorization"] = "Api-Key " .. {key}}}
+  local body = '{{"transaction_id": "T-' .. id .. '", "basket": {basket}}}'
+  if phase == 0 then
+    return wrk.format("POST", "/api/v1/issued-offers/" .. id .. "/lock", headers, body)
+  end
+  return wrk.format("POST", "/api/v1/issued-offers/" .. id .. "/redeem", headers, '{{"transaction_id": "T-' .. id .. '"}}')
+end
+"""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers")
     args = parser.parse_args()
     use_database("loyalty_bench_offers")
     contact_id, redeemables, key = build_world(args.clients)
-    server = Server(port=8091)
+    server = Server(port=8091, workers=args.workers)
+    print(
+        f"offers API on PostgreSQL, gunicorn {args.workers} workers, {args.clients} concurrent clients (wrk), "
+        f"{args.seconds:.0f} s each"
+    )
     try:
-        connections = [Client(8091, key) for _ in range(args.clients)]
+        check = Client(8091, key)
         for label, lines in [("lookup, 50 offers, 50-line basket", 50), ("lookup, 50 offers, 1,000-line basket", 1000)]:
             body = {"contact": {"id": contact_id}, "basket": basket(lines)}
-            status, response, _ = connections[0].post("/api/v1/offers/lookup", body)
+            status, response, _ = check.post("/api/v1/offers/lookup", body)
             assert status == 200, response
-            applicable = len(response["offers"])
-
-            def lookup(index, body=body):
-                status, _, elapsed = connections[index].post("/api/v1/offers/lookup", body)
-                assert status == 200
-                return [elapsed]
-
-            samples = run(args.clients, args.seconds, lookup)
-            print(f"{label:40s} {percentiles(samples)}   ({applicable} applicable)")
-
-        queue = list(redeemables)
-        queue_lock = threading.Lock()
-        small = basket(5)
-
-        def lock_and_redeem(index):
-            with queue_lock:
-                if not queue:
-                    time.sleep(0.01)
-                    return []
-                issued_id = queue.pop()
-            transaction_id = f"T-{issued_id}"
-            status, response, locked = connections[index].post(
-                f"/api/v1/issued-offers/{issued_id}/lock", {"transaction_id": transaction_id, "basket": small}
+            script = LOOKUP_SCRIPT.format(key=lua_string(key), body=lua_string(json.dumps(body)))
+            result = wrk(8091, script, connections=args.clients, seconds=args.seconds)
+            print(
+                f"  {label:38s} p50 {result['p50']:6.1f} ms   p95 {result['p95']:6.1f} ms   "
+                f"{result['requests'] / result['seconds']:6.0f} req/s   non-2xx {int(result['non2xx'])}   "
+                f"({len(response['offers'])} offers apply)"
             )
-            assert status == 200, response
-            status, response, redeemed = connections[index].post(
-                f"/api/v1/issued-offers/{issued_id}/redeem", {"transaction_id": transaction_id}
-            )
-            assert status == 200, response
-            return [locked, redeemed]
-
-        started = time.monotonic()
-        samples = run(args.clients, args.seconds, lock_and_redeem)
-        elapsed = time.monotonic() - started
-        print(f"{'lock + redeem (each call)':40s} {percentiles(samples)}   {len(samples) / elapsed:.0f} operations/s")
+        script = LOCK_REDEEM_SCRIPT.format(
+            key=lua_string(key),
+            ids=lua_string(",".join(redeemables)),
+            threads=args.clients,
+            basket=json.dumps(basket(5)),
+        )
+        result = wrk(8091, script, connections=args.clients, seconds=args.seconds)
+        print(
+            f"  {'lock + redeem (each call)':38s} p50 {result['p50']:6.1f} ms   p95 {result['p95']:6.1f} ms   "
+            f"{result['requests'] / result['seconds']:6.0f} operations/s   non-2xx {int(result['non2xx'])}"
+        )
     finally:
         server.stop()
 

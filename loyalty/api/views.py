@@ -112,7 +112,7 @@ class ContactWalletView(ApiView):
         tags=["wallets"],
     )
     def get(self, request, pk):
-        contact = selectors.contact_get(livemode=self.livemode, contact_id=pk)
+        contact = selectors.contact_get(livemode=self.livemode, contact_id=pk, with_identifiers=False)
         return Response(wallet_selectors.wallet_summary(contact=contact))
 
 

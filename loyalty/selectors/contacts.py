@@ -13,8 +13,9 @@ from core.validators import is_valid_member_number, normalize_email, normalize_p
 from loyalty.models import Contact, ContactExternalId
 
 
-def contact_list(*, livemode: bool) -> QuerySet[Contact]:
-    return Contact.objects.filter(livemode=livemode).prefetch_related("external_ids")
+def contact_list(*, livemode: bool, with_identifiers: bool = True) -> QuerySet[Contact]:
+    contacts = Contact.objects.filter(livemode=livemode)
+    return contacts.prefetch_related("external_ids") if with_identifiers else contacts
 
 
 def _not_found(match_key: str, match_key_type: str) -> NotFound:
@@ -24,7 +25,7 @@ def _not_found(match_key: str, match_key_type: str) -> NotFound:
     )
 
 
-def contact_get(*, livemode: bool, contact_id: Any) -> Contact:
+def contact_get(*, livemode: bool, contact_id: Any, with_identifiers: bool = True) -> Contact:
     """The contact of this mode with that id; NotFound otherwise (other modes' ids included)."""
     try:
         contact_uuid = uuid.UUID(str(contact_id))
@@ -32,7 +33,7 @@ def contact_get(*, livemode: bool, contact_id: Any) -> Contact:
         raise NotFound(
             f"No contact with id '{contact_id}'.", parameters=[NotFound.parameter("id", value=str(contact_id))]
         ) from None
-    contact = contact_list(livemode=livemode).filter(pk=contact_uuid).first()
+    contact = contact_list(livemode=livemode, with_identifiers=with_identifiers).filter(pk=contact_uuid).first()
     if contact is None:
         raise NotFound(
             f"No contact with id '{contact_id}'.", parameters=[NotFound.parameter("id", value=str(contact_id))]
@@ -82,7 +83,8 @@ def contact_resolve(*, livemode: bool, reference: dict[str, Any]) -> Contact:
     """The contract's contact reference (`{"id"}` or `{"match_key", "match_key_type", "source"?}`,
     already shape-checked by ContactReferenceSerializer) → the contact, or a domain error."""
     if reference.get("id"):
-        return contact_get(livemode=livemode, contact_id=reference["id"])
+        # Callers act on the contact; its external ids are not needed (one query fewer at checkout).
+        return contact_get(livemode=livemode, contact_id=reference["id"], with_identifiers=False)
     return contact_find(
         livemode=livemode,
         match_key=reference["match_key"],

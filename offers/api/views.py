@@ -67,7 +67,7 @@ class OffersApiView(ApiView):
 class ContactOffersView(OffersApiView):
     @extend_schema(summary="A contact's issued, unexpired offers", responses={200: OpenApiTypes.OBJECT}, tags=TAGS)
     def get(self, request, pk):
-        contact = contact_get(livemode=self.livemode, contact_id=pk)
+        contact = contact_get(livemode=self.livemode, contact_id=pk, with_identifiers=False)
         return Response({"results": [issued_offer_data(i) for i in selectors.issued_offers_of(contact=contact)]})
 
 
