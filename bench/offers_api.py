@@ -117,7 +117,8 @@ request = function()
   if phase == 0 then
     return wrk.format("POST", "/api/v1/issued-offers/" .. id .. "/lock", headers, body)
   end
-  return wrk.format("POST", "/api/v1/issued-offers/" .. id .. "/redeem", headers, '{{"transaction_id": "T-' .. id .. '"}}')
+  local redeem = '{{"transaction_id": "T-' .. id .. '"}}'
+  return wrk.format("POST", "/api/v1/issued-offers/" .. id .. "/redeem", headers, redeem)
 end
 """
 
