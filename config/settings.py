@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "catalogue",
     "loyalty",
     "offers",
+    "transactions",
 ]
 
 MIDDLEWARE = [
@@ -187,6 +188,7 @@ CELERY_BEAT_SCHEDULE = {
     "review-tiers": {"task": "loyalty.tiers_review", "schedule": timedelta(hours=24)},
     "release-offer-locks": {"task": "offers.locks_release", "schedule": timedelta(minutes=1)},
     "expire-issued-offers": {"task": "offers.issued_offers_expire", "schedule": timedelta(minutes=15)},
+    "sweep-queued-transactions": {"task": "transactions.sweep_queued", "schedule": timedelta(minutes=1)},
 }
 
 # --- Admin theme -----------------------------------------------------------------------------

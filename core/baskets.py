@@ -97,7 +97,8 @@ def _text(value: Any, field: str, *, required: bool, max_length: int = 64) -> st
     return value or None
 
 
-def _quantity(raw: Any, field: str) -> Decimal:
+def parse_quantity(raw: Any, field: str) -> Decimal:
+    """A positive quantity (at most 1,000,000, 6 decimals) or ValidationError naming `field`."""
     try:
         quantity = Decimal(str(raw))
     except InvalidOperation:
@@ -140,7 +141,7 @@ def parse_basket_lines(items: Any, *, currency: str, field: str = "items", requi
         elif isinstance(raw_quantity, bool) or not isinstance(raw_quantity, (int, str, float)):
             raise ValidationError.for_field(f"{where}.quantity", "Must be a number.")
         else:
-            quantity = _quantity(raw_quantity, f"{where}.quantity")
+            quantity = parse_quantity(raw_quantity, f"{where}.quantity")
         unit_price = (
             _money(item["unit_price"], exponent, f"{where}.unit_price") if item.get("unit_price") is not None else None
         )
@@ -187,3 +188,12 @@ def with_classification(lines: list[BasketLine], classified: list[dict[str, Any]
         )
         for line, info in zip(lines, classified, strict=True)
     ]
+
+
+def parse_money(value: Any, *, currency: str, field: str) -> int:
+    """A non-negative money amount of the API ("12.50", or a whole number) → minor units."""
+    if isinstance(value, float):
+        value = repr(value)
+    elif hasattr(value, "as_tuple"):  # a Decimal from a DRF field
+        value = str(value)
+    return _money(value, CURRENCY_EXPONENTS[check_currency(currency)], field)

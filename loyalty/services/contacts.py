@@ -76,6 +76,25 @@ def _raise_if_taken(*, contact: Contact, external_ids: list[tuple[str, str]]) ->
         raise DuplicateIdentifier(f"Another contact already has this identifier: {names}.", parameters=taken)
 
 
+# Callbacks run after the commit of any change that may give a contact a new identifier
+# (registration, a new phone/email, an added external id). Upper layers register here — e.g.
+# transactions attaches purchases that were waiting for that identifier — so loyalty never
+# imports them.
+IDENTIFIERS_ADDED_HOOKS: list = []
+
+
+def identifiers_added_hook(function):
+    """Register `function(contact_id)` to run after commit when a contact gains identifiers."""
+    IDENTIFIERS_ADDED_HOOKS.append(function)
+    return function
+
+
+def _announce_identifiers(contact: Contact) -> None:
+    contact_id = contact.pk
+    for hook in IDENTIFIERS_ADDED_HOOKS:
+        transaction.on_commit(lambda hook=hook: hook(contact_id))
+
+
 def _save_with_identifiers(*, contact: Contact, external_ids: list[tuple[str, str]], is_new: bool) -> None:
     _raise_if_taken(contact=contact, external_ids=external_ids)
     existing = set() if is_new else set(contact.external_ids.values_list("source", "value"))
@@ -90,6 +109,7 @@ def _save_with_identifiers(*, contact: Contact, external_ids: list[tuple[str, st
                         for source, value in new_external_ids
                     ]
                 )
+                _announce_identifiers(contact)
             return
         except IntegrityError:
             member_number_taken = (

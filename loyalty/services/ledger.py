@@ -390,7 +390,8 @@ def ledger_debit(
     return entry
 
 
-def _reversed_so_far(original: LedgerEntry) -> int:
+def entry_reversed_amount(original: LedgerEntry) -> int:
+    """How much of an entry earlier reversals took back (shortfalls included)."""
     taken = LedgerEntry.objects.filter(reverses=original).aggregate(total=Sum("amount"))["total"] or 0
     shortfall = PointsShortfall.objects.filter(original_entry=original).aggregate(total=Sum("amount"))["total"] or 0
     return abs(taken) + shortfall
@@ -412,7 +413,7 @@ def ledger_reverse(
     to the lots it consumed, with their original expiry. Cumulative reversals never exceed the
     original. Safe to retry. Returns None when nothing could be taken back (all shortfall).
     """
-    remaining = abs(original.amount) - _reversed_so_far(original)
+    remaining = abs(original.amount) - entry_reversed_amount(original)
     amount = remaining if amount is None else amount
     _check_positive(amount)
     if amount > remaining:
@@ -490,7 +491,7 @@ def _reverse_debit(account: Account, original: LedgerEntry, amount: int, cause: 
     if existing is not None:
         return existing
     # Give back in consumption order, skipping what earlier reversals of this debit returned.
-    restore, skip, left = [], _reversed_so_far(original), amount
+    restore, skip, left = [], entry_reversed_amount(original), amount
     for consumption in original.consumptions.select_related("lot").order_by("id"):
         portion = consumption.amount
         if skip >= portion:
@@ -592,6 +593,13 @@ def pending_lots_release(*, now: datetime | None = None, batch_size: int = 500) 
         for account_id in account_ids:
             total += _release_account(account_id, now)
         last_id = account_ids[-1]
+
+
+def account_spendable(*, account: Account, now: datetime | None = None) -> int:
+    """What can be debited now: lots neither held nor past their expiry."""
+    lots = Lot.objects.filter(account=account, remaining__gt=0, is_pending=False)
+    lots = lots.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now or timezone.now()))
+    return lots.aggregate(total=Sum("remaining"))["total"] or 0
 
 
 def account_check(*, account: Account) -> list[str]:

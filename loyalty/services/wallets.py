@@ -246,6 +246,7 @@ def wallet_spend(
     venue=None,
     at: datetime | None = None,
     otp: str | None = None,
+    otp_verified: bool = False,
     allow_partial: bool = True,
 ) -> SpendResult:
     """Approve and post the largest spend the contact's money allows on this basket, place and
@@ -254,7 +255,8 @@ def wallet_spend(
     approved amount becomes a pending pay-out.
 
     Checks the one-time spend token first (in its own transaction, so wrong attempts count even
-    when the spend fails); call it outside an enclosing transaction when an otp is given.
+    when the spend fails); call it outside an enclosing transaction when an otp is given, or
+    redeem the token beforehand and pass `otp_verified=True`.
     Safe to retry with the same cause. Raises InsufficientBalance (allow_partial=False),
     OtpRequired/Invalid/Expired/Used/Locked, ValidationError.
     """
@@ -264,9 +266,9 @@ def wallet_spend(
     if reduction not in ("front_end", "back_end"):
         raise ValidationError.for_field("spend.reduction", "Use front_end or back_end.")
     program = program_for(livemode=contact.livemode)
-    if otp:
+    if otp and not otp_verified:
         spend_token_redeem(contact=contact, code=otp)
-    elif program.spend_requires_otp and amount is not None:
+    elif program.spend_requires_otp and amount is not None and not otp_verified:
         raise OtpRequired(parameters=[OtpRequired.parameter("spend.otp")])
     at = at or timezone.now()
     with transaction.atomic():

@@ -1,0 +1,273 @@
+"""Intake: a purchase is validated completely, stored durably and answered at once; the points
+are worked out later by a worker (see processing.py).
+
+Idempotent on the integrator's `id`: the unique constraint decides which of any number of
+concurrent duplicates is stored; the others get the stored answer (same payload) or
+IDEMPOTENCY_MISMATCH (another payload). Finalize (redeeming offers locked by this transaction)
+and a front-end spend happen inside the same database transaction as the insert: either the
+purchase, its redemptions and its spend are all stored, or none is.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from core.baskets import BasketLine
+from core.exceptions import IdempotencyMismatch, NotFound, ValidationError
+from core.money import format_minor
+from loyalty.models import Contact, LedgerEntry, WalletPreference
+from loyalty.selectors import contact_resolve
+from loyalty.services.ledger import Cause
+from loyalty.services.wallets import spend_token_redeem, wallet_spend
+from offers.exceptions import OfferLocked, OfferNotAvailable
+from offers.models import IssuedOffer
+from offers.services.engine import spread
+from offers.services.issued import issued_offer_redeem
+from transactions.models import Transaction, TransactionDiscount, TransactionEvent, TransactionItem
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Purchase:
+    """A validated purchase payload (amounts in minor units)."""
+
+    external_id: str
+    fingerprint: str
+    occurred_at: datetime
+    currency: str
+    lines: list[BasketLine]
+    contact_reference: dict[str, Any] | None = None
+    venue: Any = None
+    channel: str = ""
+    receipt_number: str = ""
+    discounts: list[dict[str, Any]] = field(default_factory=list)  # {"amount", "issued_offer_id"?, "description"?}
+    payments: list[dict[str, Any]] = field(default_factory=list)
+    tax_total: int = 0
+    spend: dict[str, Any] | None = None  # {"amount"?, "otp"?, "reduction"}
+    custom: dict[str, Any] = field(default_factory=dict)
+
+
+def _replay_or_conflict(existing: Transaction, purchase: Purchase) -> tuple[Transaction, dict, bool]:
+    if existing.fingerprint != purchase.fingerprint:
+        raise IdempotencyMismatch(
+            f"Transaction '{purchase.external_id}' was already sent with different content.",
+            parameters=[IdempotencyMismatch.parameter("id", value=purchase.external_id)],
+        )
+    return existing, existing.response, True
+
+
+def _resolve_contact(livemode: bool, reference: dict | None) -> tuple[Contact | None, dict[str, str]]:
+    """The contact, or — for a secondary key that matches nobody yet — the normalised key to
+    attach the purchase by later. An unknown contact *id* is an error, not a pending match."""
+    if not reference:
+        return None, {}
+    try:
+        return contact_resolve(livemode=livemode, reference=reference), {}
+    except NotFound:
+        if reference.get("id"):
+            raise
+        return None, _normalised_key(reference)
+
+
+def _normalised_key(reference: dict) -> dict[str, str]:
+    from core.validators import normalize_email, normalize_phone
+
+    key_type, key = reference["match_key_type"], reference["match_key"].strip()
+    if key_type == "mobile_phone":
+        key = normalize_phone(key, field="contact.match_key")
+    elif key_type == "email":
+        key = normalize_email(key, field="contact.match_key").lower()
+    return {"match_key_type": key_type, "match_key": key, "match_source": reference.get("source") or ""}
+
+
+def _check_finalize(livemode: bool, purchase: Purchase, contact: Contact | None) -> list[IssuedOffer]:
+    """Discounts that name issued offers: each must be locked by this very transaction, now."""
+    ids = [discount["issued_offer_id"] for discount in purchase.discounts if discount.get("issued_offer_id")]
+    if not ids:
+        return []
+    issued = {str(offer.pk): offer for offer in IssuedOffer.objects.filter(livemode=livemode, pk__in=ids)}
+    now = timezone.now()
+    for index, issued_offer_id in enumerate(map(str, ids)):
+        offer = issued.get(issued_offer_id)
+        where = f"discounts.{index}.issued_offer_id"
+        if offer is None or (contact is not None and offer.contact_id != contact.pk):
+            raise NotFound(
+                "No such issued offer for this contact.", parameters=[NotFound.parameter(where, value=issued_offer_id)]
+            )
+        locked_here = (
+            offer.status == IssuedOffer.Status.LOCKED
+            and offer.locked_transaction_id == purchase.external_id
+            and offer.locked_until is not None
+            and offer.locked_until > now
+        )
+        if not locked_here:
+            if offer.status == IssuedOffer.Status.LOCKED and offer.locked_until and offer.locked_until > now:
+                raise OfferLocked(
+                    "The issued offer is locked by another transaction.",
+                    parameters=[OfferLocked.parameter(where, value=issued_offer_id)],
+                )
+            raise OfferNotAvailable(
+                "A discount names an issued offer that is not locked by this transaction (or its lock expired).",
+                parameters=[OfferNotAvailable.parameter(where, value=issued_offer_id, status=offer.status)],
+            )
+    return [issued[str(issued_offer_id)] for issued_offer_id in ids]
+
+
+def _wants_auto_spend(contact: Contact) -> bool:
+    preference = WalletPreference.objects.filter(contact=contact).values_list("auto_spend", flat=True).first()
+    return preference not in (None, WalletPreference.AutoSpend.OFF)
+
+
+def transaction_enqueue(transaction_id) -> None:
+    """After commit. A broker that is down must not fail an accepted purchase: the database is
+    the queue of record and the beat sweeper picks up what was not enqueued."""
+    from transactions.tasks import process_transaction
+
+    try:
+        process_transaction.delay(str(transaction_id))
+    except Exception:  # noqa: BLE001 - any broker failure; the sweeper retries
+        logger.warning("Could not enqueue transaction %s; the sweeper will pick it up", transaction_id)
+
+
+def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transaction, dict, bool]:
+    """Store a purchase and answer at once: (transaction, response body, replayed?).
+
+    Raises ValidationError, NotFound (unknown contact id or issued offer), OfferLocked /
+    OfferNotAvailable (finalize), IdempotencyMismatch, Otp*, InsufficientBalance.
+    """
+    existing = Transaction.objects.filter(livemode=livemode, external_id=purchase.external_id).first()
+    if existing is not None:
+        return _replay_or_conflict(existing, purchase)
+    contact, pending_key = _resolve_contact(livemode, purchase.contact_reference)
+    spend = purchase.spend
+    if spend and contact is None:
+        raise ValidationError.for_field("spend", "Spending needs a contact that is known.")
+    otp_verified = False
+    if spend and spend.get("otp"):
+        # Before the database transaction: a wrong code must cost an attempt even though the
+        # purchase is then refused.
+        spend_token_redeem(contact=contact, code=spend["otp"])
+        otp_verified = True
+    discount_total = sum(discount["amount"] for discount in purchase.discounts)
+    amount = sum(line.amount for line in purchase.lines)
+    if discount_total > amount:
+        raise ValidationError.for_field("discounts", "Discounts cannot exceed the sum of the lines.")
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                txn = Transaction.objects.create(
+                    livemode=livemode,
+                    external_id=purchase.external_id,
+                    fingerprint=purchase.fingerprint,
+                    contact=contact,
+                    occurred_at=purchase.occurred_at,
+                    currency=purchase.currency,
+                    venue=purchase.venue,
+                    channel=purchase.channel or "",
+                    receipt_number=purchase.receipt_number,
+                    amount=amount,
+                    discount_total=discount_total,
+                    tax_total=purchase.tax_total,
+                    payments=purchase.payments,
+                    custom=purchase.custom,
+                    spend_requested=(spend or {}).get("amount"),
+                    spend_reduction=(spend or {}).get("reduction", ""),
+                    **pending_key,
+                )
+        except IntegrityError:
+            # A concurrent duplicate won the insert and has committed: answer as it did.
+            existing = Transaction.objects.get(livemode=livemode, external_id=purchase.external_id)
+            return _replay_or_conflict(existing, purchase)
+        allocated = dict(
+            spread(discount_total, list(range(len(purchase.lines))), [line.amount for line in purchase.lines])
+        )
+        TransactionItem.objects.bulk_create(
+            TransactionItem(
+                transaction=txn,
+                line_number=index,
+                sku=line.sku,
+                family=line.family or "",
+                brand=line.brand or "",
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                amount=line.amount,
+                tax_included=line.tax_included,
+                discount_allocated=allocated.get(index, 0),
+            )
+            for index, line in enumerate(purchase.lines)
+        )
+        redeemed = _check_finalize(livemode, purchase, contact)
+        TransactionDiscount.objects.bulk_create(
+            TransactionDiscount(
+                transaction=txn,
+                amount=discount["amount"],
+                issued_offer_id=discount.get("issued_offer_id"),
+                description=discount.get("description", ""),
+            )
+            for discount in purchase.discounts
+        )
+        for issued_offer in redeemed:
+            issued_offer_redeem(
+                issued_offer_id=issued_offer.pk,
+                transaction_id=purchase.external_id,
+                actor="transaction",
+                at=purchase.occurred_at,
+            )
+        spend_result = None
+        if contact is not None and (spend or _wants_auto_spend(contact)):
+            reduction = (spend or {}).get("reduction") or "back_end"
+            net_lines = [
+                BasketLine(
+                    sku=line.sku,
+                    amount=line.amount - allocated.get(index, 0),
+                    quantity=line.quantity,
+                    family=line.family,
+                    brand=line.brand,
+                )
+                for index, line in enumerate(purchase.lines)
+            ]
+            spend_result = wallet_spend(
+                contact=contact,
+                currency=purchase.currency,
+                amount=(spend or {}).get("amount"),
+                lines=net_lines,
+                cause=Cause(
+                    LedgerEntry.Source.TRANSACTION,
+                    purchase.external_id,
+                    f"txn:{txn.pk}:spend",
+                    occurred_at=purchase.occurred_at,
+                ),
+                reduction=reduction,
+                venue=purchase.venue,
+                at=purchase.occurred_at,
+                otp_verified=otp_verified,
+            )
+            txn.spend_approved = spend_result.approved
+            txn.spend_reduction = reduction
+        response = {
+            "id": purchase.external_id,
+            "transaction_id": str(txn.pk),
+            "status": Transaction.Status.QUEUED,
+            "livemode": livemode,
+            "contact_id": str(contact.pk) if contact else None,
+            "spend": spend_result.as_dict() if spend_result else None,
+            "redeemed_offers": [str(issued_offer.pk) for issued_offer in redeemed],
+        }
+        txn.response = response
+        Transaction.objects.filter(pk=txn.pk).update(
+            response=response, spend_approved=txn.spend_approved, spend_reduction=txn.spend_reduction
+        )
+        TransactionEvent.objects.create(
+            transaction=txn,
+            kind="received",
+            detail=f"{len(purchase.lines)} lines, {format_minor(amount, purchase.currency)} {purchase.currency}",
+        )
+        transaction.on_commit(lambda: transaction_enqueue(txn.pk))
+    return txn, response, False

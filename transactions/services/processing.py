@@ -1,0 +1,257 @@
+"""Processing: what a stored purchase earns, worked out by a worker.
+
+One database transaction per purchase, holding the purchase's row lock: the base earning
+(economy rules and tier in force at `occurred_at`), point-type offer benefits, campaign
+outcomes (hooks registered by the campaigns app), the ledger postings (each with its own
+idempotency key), the tier update and the `transaction.processed` event, then the status. A
+worker killed half-way rolls all of it back and the task runs again from the start, so a
+purchase earns exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from core.baskets import BasketLine
+from core.services import outbox_emit
+from loyalty.models import Contact, LedgerEntry, Tier, TierHistory
+from loyalty.selectors.wallets import earning_rules_in_force
+from loyalty.services.earning import basket_points, points_allocate
+from loyalty.services.ledger import Cause
+from loyalty.services.wallets import points_earn, program_for
+from offers.selectors import offer_specs
+from offers.services.engine import BasketContext, evaluate, qualifying_line_indexes
+from transactions.models import Transaction, TransactionEvent, TransactionItem
+from transactions.services.intake import transaction_enqueue
+from transactions.services.products import products_create_unknown
+
+logger = logging.getLogger(__name__)
+Status = Transaction.Status
+
+
+@dataclass
+class PurchaseFacts:
+    """What campaign hooks are told about a processed purchase."""
+
+    transaction: Transaction
+    contact: Contact
+    lines: list[BasketLine]
+    tier: Tier | None
+    base_points: int
+    offer_points: int
+    extra: dict = field(default_factory=dict)
+
+
+# Registered by upper layers (the campaigns app): each is called inside the processing
+# transaction and posts its own outcomes with idempotency keys of its own.
+PURCHASE_PROCESSED_HOOKS: list[Callable[[PurchaseFacts], None]] = []
+
+
+def purchase_processed_hook(function):
+    PURCHASE_PROCESSED_HOOKS.append(function)
+    return function
+
+
+def tier_at(*, contact: Contact, moment) -> Tier | None:
+    """The tier the contact was in at `moment` (from the tier history)."""
+    change = (
+        TierHistory.objects.filter(contact=contact, created_at__lte=moment)
+        .select_related("to_tier")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    return change.to_tier if change else None
+
+
+def _event(txn: Transaction, kind: str, detail: str = "") -> None:
+    TransactionEvent.objects.create(transaction=txn, kind=kind, detail=detail)
+
+
+def _offer_points(txn: Transaction, lines: list[BasketLine], base_by_line: list[int]) -> int:
+    """Bonus points and multipliers of the point-type offers this purchase redeemed."""
+    issued_offers = [
+        discount.issued_offer
+        for discount in txn.discounts.select_related("issued_offer__offer")
+        if discount.issued_offer_id
+    ]
+    if not issued_offers:
+        return 0
+    specs = offer_specs([issued.offer for issued in issued_offers])
+    context = BasketContext(
+        lines=lines,
+        currency=txn.currency,
+        at=txn.occurred_at,
+        channel=txn.channel or None,
+        venue_id=str(txn.venue_id) if txn.venue_id else None,
+        venue_time_zone=txn.venue.time_zone if txn.venue_id else "UTC",
+    )
+    extra = 0
+    for issued in issued_offers:
+        spec = specs[issued.offer_id]
+        if spec.benefit_type == "bonus_points":
+            extra += int(spec.benefit_value)
+        elif spec.benefit_type == "points_multiplier":
+            qualifying = qualifying_line_indexes(spec, lines, context.line_index)
+            base = sum(base_by_line[index] for index in qualifying)
+            extra += int((Decimal(base) * (spec.benefit_value - 1)).to_integral_value())
+        else:
+            evaluate(spec, context)  # money offers were taken off the bill; nothing to earn
+    return extra
+
+
+def transaction_process(*, transaction_id) -> Transaction:
+    """Work out and post what the purchase earns. Safe to run any number of times: only a
+    queued purchase is processed, under its row lock, in one database transaction."""
+    with transaction.atomic():
+        txn = (
+            Transaction.objects.select_for_update(of=("self",))
+            .select_related("contact", "venue")
+            .get(pk=transaction_id)
+        )
+        if txn.status != Status.QUEUED:
+            return txn
+        txn.attempts += 1
+        if txn.contact is None:
+            txn.status = Status.UNMATCHED if txn.match_key else Status.ANONYMOUS
+            txn.save(update_fields=["status", "attempts"])
+            _event(txn, txn.status, "waiting for a contact with this identifier" if txn.match_key else "no contact")
+            return txn
+        contact = txn.contact
+        items = list(txn.items.all())
+        lines = [
+            BasketLine(
+                sku=item.sku,
+                amount=item.amount - item.discount_allocated,
+                quantity=item.quantity,
+                family=item.family or None,
+                brand=item.brand or None,
+            )
+            for item in items
+        ]
+        products_create_unknown(livemode=txn.livemode, lines=lines)
+        tier = tier_at(contact=contact, moment=txn.occurred_at)
+        rules = earning_rules_in_force(livemode=txn.livemode, currency=txn.currency, at=txn.occurred_at, tier=tier)
+        earning = basket_points(
+            lines=lines, rules=rules, currency=txn.currency, tier_multiplier=tier.multiplier if tier else Decimal(1)
+        )
+        base_by_line = points_allocate(earning.points, [line.amount for line in lines])
+        offer_points = _offer_points(txn, lines, base_by_line)
+        total = earning.points + offer_points
+        per_line = points_allocate(total, [line.amount for line in lines])
+        for item, points in zip(items, per_line, strict=True):
+            item.points_earned = points
+        TransactionItem.objects.bulk_update(items, ["points_earned"], batch_size=500)
+        program = program_for(livemode=txn.livemode)
+        qualifying_spend = txn.net_amount if txn.currency == program.currency else 0
+        if total > 0:
+            points_earn(
+                contact=contact,
+                points=total,
+                cause=Cause(
+                    LedgerEntry.Source.TRANSACTION, txn.external_id, f"txn:{txn.pk}:earn", occurred_at=txn.occurred_at
+                ),
+                qualifying_spend=qualifying_spend,
+            )
+        facts = PurchaseFacts(
+            transaction=txn,
+            contact=contact,
+            lines=lines,
+            tier=tier,
+            base_points=earning.points,
+            offer_points=offer_points,
+        )
+        for hook in PURCHASE_PROCESSED_HOOKS:
+            hook(facts)
+        txn.status = Status.PROCESSED
+        txn.points_earned = total
+        txn.processed_at = timezone.now()
+        txn.failure_reason = ""
+        txn.save(update_fields=["status", "points_earned", "processed_at", "attempts", "failure_reason"])
+        _event(txn, "processed", f"{total} points ({earning.points} base, {offer_points} from offers)")
+        outbox_emit(
+            livemode=txn.livemode,
+            event_type="transaction.processed",
+            payload={
+                "id": txn.external_id,
+                "transaction_id": str(txn.pk),
+                "contact_id": str(contact.pk),
+                "points_earned": total,
+                "occurred_at": txn.occurred_at.isoformat(),
+            },
+        )
+    return txn
+
+
+def transaction_fail(*, transaction_id, reason: str) -> None:
+    """Record that processing failed for a non-transient reason (visible and re-processable
+    in the admin)."""
+    with transaction.atomic():
+        updated = Transaction.objects.filter(pk=transaction_id, status=Status.QUEUED).update(
+            status=Status.FAILED, failure_reason=reason[:2000]
+        )
+        if updated:
+            _event(Transaction.objects.get(pk=transaction_id), "failed", reason[:2000])
+
+
+def transaction_requeue(*, transaction_id, reason: str = "re-process") -> bool:
+    """A failed (or unmatched, now attachable) purchase goes back to the queue."""
+    with transaction.atomic():
+        updated = Transaction.objects.filter(pk=transaction_id, status__in=[Status.FAILED, Status.UNMATCHED]).update(
+            status=Status.QUEUED, failure_reason=""
+        )
+        if updated:
+            _event(Transaction.objects.get(pk=transaction_id), "requeued", reason)
+            transaction.on_commit(lambda: transaction_enqueue(transaction_id))
+    return bool(updated)
+
+
+def unmatched_attach(*, contact_id) -> int:
+    """Purchases tagged with an identifier this contact now has are given to the contact and
+    queued for processing — each exactly once (guarded update on status `unmatched`)."""
+    contact = Contact.objects.filter(pk=contact_id).prefetch_related("external_ids").first()
+    if contact is None or contact.status != Contact.Status.ACTIVE:
+        return 0
+    keys = [("member_number", contact.member_number, "")]
+    if contact.mobile_phone:
+        keys.append(("mobile_phone", contact.mobile_phone, ""))
+    if contact.email:
+        keys.append(("email", contact.email.lower(), ""))
+    keys += [("external_id", external.value, external.source) for external in contact.external_ids.all()]
+    attached = 0
+    for key_type, key, source in keys:
+        waiting = Transaction.objects.filter(
+            livemode=contact.livemode, status=Status.UNMATCHED, match_key_type=key_type, match_key=key
+        )
+        if key_type == "external_id" and source:
+            waiting = waiting.filter(match_source__in=[source, ""])
+        for txn_id in list(waiting.values_list("pk", flat=True)):
+            with transaction.atomic():
+                if Transaction.objects.filter(pk=txn_id, status=Status.UNMATCHED).update(
+                    status=Status.QUEUED, contact=contact
+                ):
+                    _event(Transaction.objects.get(pk=txn_id), "attached", f"{key_type} matched {contact.pk}")
+                    transaction.on_commit(lambda txn_id=txn_id: transaction_enqueue(txn_id))
+                    attached += 1
+    return attached
+
+
+def queued_sweep(*, older_than_seconds: int = 60, batch_size: int = 1000) -> int:
+    """Enqueue purchases stored but not processed for a while (their enqueue was lost: broker
+    down, process killed after commit). Processing is idempotent, so a double enqueue is
+    harmless."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    ids = list(
+        Transaction.objects.filter(status=Status.QUEUED, received_at__lt=cutoff)
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:batch_size]
+    )
+    for txn_id in ids:
+        transaction_enqueue(txn_id)
+    return len(ids)

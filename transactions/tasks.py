@@ -1,0 +1,40 @@
+"""Workers' entry points. Processing is `acks_late` with reject-on-worker-lost (settings): a
+worker killed mid-task leaves the message to be delivered again, and the task is idempotent."""
+
+import logging
+
+from celery import shared_task
+from django.db import DatabaseError, InterfaceError, OperationalError
+
+from core.exceptions import DomainError
+from transactions.services import processing, products
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="transactions.process",
+    bind=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    max_retries=8,
+)
+def process_transaction(self, transaction_id: str) -> None:
+    try:
+        processing.transaction_process(transaction_id=transaction_id)
+    except (OperationalError, InterfaceError):
+        raise  # transient: retried with backoff
+    except (DomainError, DatabaseError, ValueError, LookupError) as error:
+        logger.exception("Processing transaction %s failed", transaction_id)
+        processing.transaction_fail(transaction_id=transaction_id, reason=f"{error.__class__.__name__}: {error}")
+
+
+@shared_task(name="transactions.sweep_queued")
+def sweep_queued() -> int:
+    return processing.queued_sweep()
+
+
+@shared_task(name="transactions.product_sync_run")
+def product_sync_run(sync_id: str) -> None:
+    products.product_sync_run(sync_id=sync_id)
