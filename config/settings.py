@@ -166,9 +166,9 @@ LEDGER_SQL_FAST_PATH = env.bool("LEDGER_SQL_FAST_PATH", default=True)
 MEMBER_NUMBER_PREFIX = env("MEMBER_NUMBER_PREFIX", default="7")
 
 # --- Celery ----------------------------------------------------------------------------------
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
 # No broker configured: run tasks in-process so the embedded default works without Redis.
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_ALWAYS_EAGER = not env("CELERY_BROKER_URL", default="")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="") or "memory://"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -37,7 +37,7 @@ class ManagementApiView(ApiView):
 
 
 def _check_broker() -> str:
-    if not settings.CELERY_BROKER_URL:
+    if settings.CELERY_TASK_ALWAYS_EAGER:
         return "in-process"
     from config.celery import app
 

@@ -1,4 +1,7 @@
-"""A believable small world for trying the back-office: places, a catalogue, staff and contacts.
+"""A believable small world for trying the back-office: places, a catalogue, staff, contacts
+with wallets and tiers, offers in their wallets, and purchases processed into points.
+
+It lives in the top-most app because it seeds every layer.
 
 Idempotent: run it as often as you like; what exists is left alone. Demo data is written in
 test mode (visible to lk_test_ keys), the way a program is tried before going live.
@@ -17,6 +20,7 @@ from django.utils import timezone
 
 from catalogue import services as catalogue_services
 from catalogue.models import Merchant, Product, Venue
+from core.baskets import BasketLine
 from core.models import ApiKey
 from core.services import api_key_create
 from loyalty import services as loyalty_services
@@ -25,6 +29,11 @@ from loyalty.services.earning import earning_rule_create
 from loyalty.services.ledger import Cause
 from loyalty.services.tiers import tier_create, tier_evaluate
 from loyalty.services.wallets import money_credit, points_earn, program_for
+from offers.models import IssuedOffer, Offer
+from offers.services.definitions import offer_create
+from offers.services.issued import issued_offer_issue
+from transactions.models import Transaction
+from transactions.services.intake import Purchase, transaction_intake
 
 LIVEMODE = False
 
@@ -143,6 +152,8 @@ class Command(BaseCommand):
                 created["contacts"] += 1
         self._program()
         self._wallets()
+        self._offers()
+        self._purchases()
         self._staff()
         summary = ", ".join(f"{count} {kind}" for kind, count in created.items())
         self.stdout.write(f"Demo data ready (created now: {summary}).")
@@ -193,6 +204,65 @@ class Command(BaseCommand):
                 expires_at=now + timedelta(days=60),
             )
             tier_evaluate(contact=contact)
+
+    def _offers(self) -> None:
+        contacts = list(Contact.objects.filter(livemode=LIVEMODE, email__in=[c["email"] for c in CONTACTS]))
+        definitions = [
+            ("20% off dairy", "percent_off", Decimal(20), [{"kind": "family", "value": "dairy"}], 0),
+            (
+                "Free cinnamon bun with any coffee",
+                "free_item",
+                Decimal(0),
+                [{"kind": "family", "value": "bakery"}, {"kind": "family", "value": "beverages"}],
+                5000,
+            ),
+            ("Double points on produce", "points_multiplier", Decimal(2), [{"kind": "family", "value": "produce"}], 0),
+        ]
+        for name, benefit, value, restrictions, min_spend in definitions:
+            offer = Offer.objects.filter(livemode=LIVEMODE, name=name).first()
+            if offer is None:
+                offer = offer_create(
+                    livemode=LIVEMODE,
+                    name=name,
+                    status="active",
+                    benefit_type=benefit,
+                    benefit_value=value,
+                    currency="SEK",
+                    restrictions=restrictions,
+                    min_spend=min_spend,
+                    redemptions_per_contact=1,
+                    description=f"Demo offer: {name.lower()}.",
+                )
+            for contact in contacts:
+                if not IssuedOffer.objects.filter(offer=offer, contact=contact).exists():
+                    issued_offer_issue(offer=offer, contact=contact, source="demo")
+
+    def _purchases(self) -> None:
+        contacts = sorted(
+            Contact.objects.filter(livemode=LIVEMODE, email__in=[c["email"] for c in CONTACTS]), key=lambda c: c.email
+        )
+        venue = Venue.objects.filter(livemode=LIVEMODE, merchant__number="1001").order_by("number").first()
+        products = list(Product.objects.filter(livemode=LIVEMODE).order_by("sku")[:6])
+        for index, contact in enumerate(contacts[:4]):
+            external_id = f"DEMO-{contact.member_number}"
+            if Transaction.objects.filter(livemode=LIVEMODE, external_id=external_id).exists():
+                continue
+            lines = [
+                BasketLine(sku=product.sku, amount=2990 + 500 * n, quantity=Decimal(1), unit_price=2990 + 500 * n)
+                for n, product in enumerate(products[: index + 2])
+            ]
+            purchase = Purchase(
+                external_id=external_id,
+                fingerprint=external_id,
+                occurred_at=timezone.now() - timedelta(days=index),
+                currency="SEK",
+                lines=lines,
+                contact_reference={"id": str(contact.pk)},
+                venue=venue,
+                channel="pos",
+                receipt_number=f"{1000 + index}",
+            )
+            transaction_intake(livemode=LIVEMODE, purchase=purchase)
 
     def _staff(self) -> None:
         if settings.DEBUG and not User.objects.filter(is_superuser=True).exists():
