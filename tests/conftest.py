@@ -48,7 +48,9 @@ class WorkerProcess:
         self.broker = broker
         self.process = process
         self.log_path = log_path
-        self.client = Celery(broker=broker)
+        # Not the current app: shared tasks (`process_transaction.delay`) resolve to the current
+        # app, and this bare client would send them to Redis for the rest of the session.
+        self.client = Celery(broker=broker, set_as_current=False)
 
     def send(self, task_name: str, *args, **kwargs):
         return self.client.send_task(task_name, args=args, kwargs=kwargs, queue=self.queue)
@@ -67,6 +69,7 @@ class WorkerProcess:
         raise AssertionError(f"condition not met within {timeout} s; worker log:\n{self.log()[-4000:]}")
 
     def stop(self) -> None:
+        self.client.close()
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -76,23 +79,17 @@ class WorkerProcess:
                 self.process.wait()
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db, tmp_path):
-    """Start a real `celery worker` on its own Redis queue; yields a handle to send tasks to it."""
-    broker = redis_url()
-    if not _redis_reachable(broker):
-        if os.environ.get("LOYALTY_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"Redis is not reachable at {broker}")
-        pytest.skip(f"Redis is not reachable at {broker}")
-    queue = f"e2e-{uuid.uuid4().hex[:10]}"
-    env = {
+def _worker_start(*, queue: str, broker: str, log_path: Path, pool: str = "solo", env: dict | None = None):
+    """A `celery worker` subprocess consuming `queue`; returns once it says it is ready."""
+    environment = {
         **os.environ,
         "DATABASE_URL": _database_url(),
         "CELERY_BROKER_URL": broker,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "SECRET_KEY": os.environ.get("SECRET_KEY", "test-only-secret-key"),
+        **(env or {}),
     }
-    log_path = tmp_path / "worker.log"
+    pool_options = ["--pool=solo"] if pool == "solo" else [f"--pool={pool}", "--concurrency=1"]
     log_file = log_path.open("w")
     process = subprocess.Popen(
         [
@@ -102,26 +99,65 @@ def celery_worker_process(transactional_db, tmp_path):
             "-A",
             "config",
             "worker",
-            "--pool=solo",
+            *pool_options,
             "--loglevel=INFO",
             "-Q",
             queue,
             "-n",
-            f"{queue}@%h",
+            f"{log_path.stem}-{queue}@%h",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
         ],
         cwd=ROOT,
-        env=env,
+        env=environment,
         stdout=log_file,
         stderr=subprocess.STDOUT,
     )
+    log_file.close()  # the child holds its own descriptor
     worker = WorkerProcess(queue, broker, process, log_path)
     try:
         worker.wait_until(lambda: "ready." in worker.log(), timeout=60)
-        yield worker
-    finally:
+    except BaseException:
         worker.stop()
-        log_file.close()
+        raise
+    return worker
+
+
+def _require_redis(broker: str) -> None:
+    if not _redis_reachable(broker):
+        if os.environ.get("LOYALTY_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"Redis is not reachable at {broker}")
+        pytest.skip(f"Redis is not reachable at {broker}")
+
+
+@pytest.fixture
+def celery_workers(transactional_db, tmp_path):
+    """Start real `celery worker` processes, all consuming one fresh Redis queue of their own:
+    `celery_workers()` starts one (`pool="prefork"` for a pool with one child, `env={...}` for
+    extra environment) and returns a handle; a second call starts another on the same queue
+    (e.g. to take over from a killed one). All are stopped at the end of the test."""
+    broker = redis_url()
+    _require_redis(broker)
+    queue = f"e2e-{uuid.uuid4().hex[:10]}"
+    started: list[WorkerProcess] = []
+
+    def start(*, pool: str = "solo", env: dict | None = None) -> WorkerProcess:
+        worker = _worker_start(
+            queue=queue, broker=broker, log_path=tmp_path / f"worker{len(started) + 1}.log", pool=pool, env=env
+        )
+        started.append(worker)
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in started:
+            worker.stop()
         connection.close()
+
+
+@pytest.fixture
+def celery_worker_process(celery_workers):
+    """Start a real `celery worker` on its own Redis queue; returns a handle to send tasks to it."""
+    return celery_workers()

@@ -76,6 +76,14 @@ def transaction_data(txn: Transaction) -> dict:
     }
 
 
+def _venue(livemode: bool, reference):
+    """The purchase's venue; an unknown one is named as the purchase's field, `venue`."""
+    try:
+        return venue_resolve(livemode=livemode, reference=reference)
+    except ValidationError as error:
+        raise ValidationError.for_field("venue", error.message, value=str(reference)) from None
+
+
 class TransactionCollectionView(ApiView):
     @extend_schema(
         summary="Send a purchase",
@@ -107,7 +115,7 @@ class TransactionCollectionView(ApiView):
             currency=currency,
             lines=parse_basket_lines(raw.get("items"), currency=currency, field="items"),
             contact_reference=envelope.get("contact"),
-            venue=venue_resolve(livemode=self.livemode, reference=raw.get("venue")),
+            venue=_venue(self.livemode, raw.get("venue")),
             channel=envelope.get("channel") or "pos",
             receipt_number=envelope.get("receipt_number", ""),
             discounts=parse_discounts(raw.get("discounts"), currency),

@@ -27,6 +27,7 @@ from loyalty.services.ledger import Cause
 from loyalty.services.wallets import spend_token_redeem, wallet_spend
 from offers.exceptions import OfferLocked, OfferNotAvailable
 from offers.models import IssuedOffer
+from offers.selectors import classified_lines
 from offers.services.engine import spread
 from offers.services.issued import issued_offer_redeem
 from transactions.models import Transaction, TransactionDiscount, TransactionEvent, TransactionItem
@@ -87,12 +88,19 @@ def _normalised_key(reference: dict) -> dict[str, str]:
     return {"match_key_type": key_type, "match_key": key, "match_source": reference.get("source") or ""}
 
 
-def _check_finalize(livemode: bool, purchase: Purchase, contact: Contact | None) -> list[IssuedOffer]:
-    """Discounts that name issued offers: each must be locked by this very transaction, now."""
+def _check_finalize(
+    livemode: bool, purchase: Purchase, contact: Contact | None, *, lock: bool = False
+) -> list[IssuedOffer]:
+    """Discounts that name issued offers: each must be locked by this very transaction, now.
+    With `lock`, the offers' rows are held until commit, so a lock cannot run out (and the offer
+    be taken by another transaction) between this check and the redemption."""
     ids = [discount["issued_offer_id"] for discount in purchase.discounts if discount.get("issued_offer_id")]
     if not ids:
         return []
-    issued = {str(offer.pk): offer for offer in IssuedOffer.objects.filter(livemode=livemode, pk__in=ids)}
+    offers = IssuedOffer.objects.filter(livemode=livemode, pk__in=ids)
+    if lock:
+        offers = offers.select_for_update(of=("self",)).order_by("pk")
+    issued = {str(offer.pk): offer for offer in offers}
     now = timezone.now()
     for index, issued_offer_id in enumerate(map(str, ids)):
         offer = issued.get(issued_offer_id)
@@ -149,16 +157,18 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
     spend = purchase.spend
     if spend and contact is None:
         raise ValidationError.for_field("spend", "Spending needs a contact that is known.")
-    otp_verified = False
-    if spend and spend.get("otp"):
-        # Before the database transaction: a wrong code must cost an attempt even though the
-        # purchase is then refused.
-        spend_token_redeem(contact=contact, code=spend["otp"])
-        otp_verified = True
     discount_total = sum(discount["amount"] for discount in purchase.discounts)
     amount = sum(line.amount for line in purchase.lines)
     if discount_total > amount:
         raise ValidationError.for_field("discounts", "Discounts cannot exceed the sum of the lines.")
+    otp_verified = False
+    if spend and spend.get("otp"):
+        # A purchase that finalize would refuse must not use up a right code: check first.
+        _check_finalize(livemode, purchase, contact)
+        # Before the database transaction: a wrong code must cost an attempt even though the
+        # purchase is then refused.
+        spend_token_redeem(contact=contact, code=spend["otp"])
+        otp_verified = True
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -203,7 +213,7 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
             )
             for index, line in enumerate(purchase.lines)
         )
-        redeemed = _check_finalize(livemode, purchase, contact)
+        redeemed = _check_finalize(livemode, purchase, contact, lock=True)
         TransactionDiscount.objects.bulk_create(
             TransactionDiscount(
                 transaction=txn,
@@ -223,16 +233,20 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
         spend_result = None
         if contact is not None and (spend or _wants_auto_spend(contact)):
             reduction = (spend or {}).get("reduction") or "back_end"
-            net_lines = [
-                BasketLine(
-                    sku=line.sku,
-                    amount=line.amount - allocated.get(index, 0),
-                    quantity=line.quantity,
-                    family=line.family,
-                    brand=line.brand,
-                )
-                for index, line in enumerate(purchase.lines)
-            ]
+            # Spend conditions name families and brands the till may not send: the catalogue's.
+            net_lines = classified_lines(
+                livemode=livemode,
+                lines=[
+                    BasketLine(
+                        sku=line.sku,
+                        amount=line.amount - allocated.get(index, 0),
+                        quantity=line.quantity,
+                        family=line.family,
+                        brand=line.brand,
+                    )
+                    for index, line in enumerate(purchase.lines)
+                ],
+            )
             spend_result = wallet_spend(
                 contact=contact,
                 currency=purchase.currency,

@@ -19,14 +19,15 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from catalogue.models import line_matches_restrictions
 from core.baskets import BasketLine
 from core.services import outbox_emit
 from loyalty.models import Contact, LedgerEntry, Tier, TierHistory
 from loyalty.selectors.wallets import earning_rules_in_force
-from loyalty.services.earning import basket_points, points_allocate
+from loyalty.services.earning import RuleSpec, basket_points, points_allocate
 from loyalty.services.ledger import Cause
 from loyalty.services.wallets import points_earn, program_for
-from offers.selectors import offer_specs
+from offers.selectors import classified_lines, offer_specs
 from offers.services.engine import BasketContext, evaluate, qualifying_line_indexes
 from transactions.models import Transaction, TransactionEvent, TransactionItem
 from transactions.services.intake import transaction_enqueue
@@ -74,15 +75,42 @@ def _event(txn: Transaction, kind: str, detail: str = "") -> None:
     TransactionEvent.objects.create(transaction=txn, kind=kind, detail=detail)
 
 
-def _offer_points(txn: Transaction, lines: list[BasketLine], base_by_line: list[int]) -> int:
-    """Bonus points and multipliers of the point-type offers this purchase redeemed."""
+def _earning_weights(lines: list[BasketLine], rules: list[RuleSpec], currency: str, tier_multiplier) -> list[int]:
+    """What each line adds to the base earning (nothing when no rule rewards it), so each line
+    is credited the points it earned — what a return of it takes back."""
+    weights = [Decimal(0)] * len(lines)
+    for rule in rules:
+        if rule.currency != currency:
+            continue
+        rate = rule.points_per_unit * (tier_multiplier if rule.apply_tier_multiplier else 1)
+        for index, line in enumerate(lines):
+            if not (rule.exclusions and line_matches_restrictions(line.as_dict(), rule.exclusions)):
+                weights[index] += line.amount * rate
+    return [int(weight.scaleb(6)) for weight in weights]
+
+
+def _place(points: int, indexes: list[int], weights: list[int], lines: list[BasketLine], per_line: list[int]) -> None:
+    """Add `points` to the lines `indexes` in proportion to `weights` (all lines by amount when
+    those weigh nothing)."""
+    if sum(weights) <= 0:
+        indexes, weights = list(range(len(lines))), [line.amount for line in lines]
+    if sum(weights) <= 0:
+        indexes, weights = list(range(len(lines)))[:1], [1]
+    for index, share in zip(indexes, points_allocate(points, weights), strict=True):
+        per_line[index] += share
+
+
+def _offer_points(txn: Transaction, lines: list[BasketLine], base_by_line: list[int]) -> tuple[int, list[int]]:
+    """Bonus points and multipliers of the point-type offers this purchase redeemed: the total,
+    and what each line earned of it (a multiplier's extra goes to its qualifying lines)."""
+    per_line = [0] * len(lines)
     issued_offers = [
         discount.issued_offer
         for discount in txn.discounts.select_related("issued_offer__offer")
         if discount.issued_offer_id
     ]
     if not issued_offers:
-        return 0
+        return 0, per_line
     specs = offer_specs([issued.offer for issued in issued_offers])
     context = BasketContext(
         lines=lines,
@@ -95,15 +123,21 @@ def _offer_points(txn: Transaction, lines: list[BasketLine], base_by_line: list[
     extra = 0
     for issued in issued_offers:
         spec = specs[issued.offer_id]
-        if spec.benefit_type == "bonus_points":
-            extra += int(spec.benefit_value)
-        elif spec.benefit_type == "points_multiplier":
-            qualifying = qualifying_line_indexes(spec, lines, context.line_index)
-            base = sum(base_by_line[index] for index in qualifying)
-            extra += int((Decimal(base) * (spec.benefit_value - 1)).to_integral_value())
-        else:
+        if spec.benefit_type not in ("bonus_points", "points_multiplier"):
             evaluate(spec, context)  # money offers were taken off the bill; nothing to earn
-    return extra
+            continue
+        qualifying = qualifying_line_indexes(spec, lines, context.line_index)
+        if spec.benefit_type == "bonus_points":
+            points, weights = int(spec.benefit_value), [lines[index].amount for index in qualifying]
+        else:
+            weights = [base_by_line[index] for index in qualifying]
+            points = int((Decimal(sum(weights)) * (spec.benefit_value - 1)).to_integral_value())
+        if points <= 0:
+            continue  # a multiplier below 1 never takes points away
+        extra += points
+        if lines:
+            _place(points, qualifying, weights, lines, per_line)
+    return extra, per_line
 
 
 def transaction_process(*, transaction_id) -> Transaction:
@@ -118,12 +152,6 @@ def transaction_process(*, transaction_id) -> Transaction:
         if txn.status != Status.QUEUED:
             return txn
         txn.attempts += 1
-        if txn.contact is None:
-            txn.status = Status.UNMATCHED if txn.match_key else Status.ANONYMOUS
-            txn.save(update_fields=["status", "attempts"])
-            _event(txn, txn.status, "waiting for a contact with this identifier" if txn.match_key else "no contact")
-            return txn
-        contact = txn.contact
         items = list(txn.items.all())
         lines = [
             BasketLine(
@@ -135,16 +163,24 @@ def transaction_process(*, transaction_id) -> Transaction:
             )
             for item in items
         ]
+        # Every purchase teaches the catalogue its SKUs, with or without a contact.
         products_create_unknown(livemode=txn.livemode, lines=lines)
+        if txn.contact is None:
+            txn.status = Status.UNMATCHED if txn.match_key else Status.ANONYMOUS
+            txn.save(update_fields=["status", "attempts"])
+            _event(txn, txn.status, "waiting for a contact with this identifier" if txn.match_key else "no contact")
+            return txn
+        contact = txn.contact
+        # Rule exclusions and offer restrictions name families and brands the till may not send.
+        lines = classified_lines(livemode=txn.livemode, lines=lines)
         tier = tier_at(contact=contact, moment=txn.occurred_at)
+        tier_multiplier = tier.multiplier if tier else Decimal(1)
         rules = earning_rules_in_force(livemode=txn.livemode, currency=txn.currency, at=txn.occurred_at, tier=tier)
-        earning = basket_points(
-            lines=lines, rules=rules, currency=txn.currency, tier_multiplier=tier.multiplier if tier else Decimal(1)
-        )
-        base_by_line = points_allocate(earning.points, [line.amount for line in lines])
-        offer_points = _offer_points(txn, lines, base_by_line)
+        earning = basket_points(lines=lines, rules=rules, currency=txn.currency, tier_multiplier=tier_multiplier)
+        base_by_line = points_allocate(earning.points, _earning_weights(lines, rules, txn.currency, tier_multiplier))
+        offer_points, offer_by_line = _offer_points(txn, lines, base_by_line)
         total = earning.points + offer_points
-        per_line = points_allocate(total, [line.amount for line in lines])
+        per_line = [base + extra for base, extra in zip(base_by_line, offer_by_line, strict=True)]
         for item, points in zip(items, per_line, strict=True):
             item.points_earned = points
         TransactionItem.objects.bulk_update(items, ["points_earned"], batch_size=500)
@@ -229,7 +265,9 @@ def unmatched_attach(*, contact_id) -> int:
         waiting = Transaction.objects.filter(
             livemode=contact.livemode, status=Status.UNMATCHED, match_key_type=key_type, match_key=key
         )
-        if key_type == "external_id" and source:
+        if key_type == "external_id":
+            # As identification does: a purchase keyed with a source waits for that source's id;
+            # one keyed without a source takes the id from any source.
             waiting = waiting.filter(match_source__in=[source, ""])
         for txn_id in list(waiting.values_list("pk", flat=True)):
             with transaction.atomic():

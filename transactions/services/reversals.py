@@ -9,7 +9,7 @@ check), or, ad hoc, at the base earning rate. Both are idempotent.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
@@ -57,11 +57,13 @@ def transaction_void(*, transaction: Transaction, reason: str = "") -> Transacti
             livemode=txn.livemode, source_id=txn.external_id, status=Payout.Status.PENDING
         ):
             payout_settle(payout=payout, paid=False, failure_reason=f"purchase voided: {reason}".strip())
+        # Pay-out debits are settled with their pay-out: a pending one was just failed (money
+        # back), a paid one reached the contact's card and must not come back to the wallet too.
         entries = (
             LedgerEntry.objects.filter(
                 livemode=txn.livemode, source_type=LedgerEntry.Source.TRANSACTION, source_id=txn.external_id
             )
-            .exclude(kind=LedgerEntry.Kind.REVERSE)
+            .exclude(kind__in=[LedgerEntry.Kind.REVERSE, LedgerEntry.Kind.PAYOUT])
             .order_by("id")
         )
         for entry in entries:
@@ -210,14 +212,20 @@ def _return_against(original: Transaction, items: list[dict[str, Any]], record: 
         raise ValidationError.for_field("items", "A return against a purchase lists the returned lines.")
     picked = _lines_to_return(original, items)
     returned_amount, points = 0, 0
+    returned_before = {line.pk: line.returned_quantity for line, _ in picked}  # read under the original's lock
     for line, quantity in picked:
-        share = quantity / line.quantity
-        line_amount = int((Decimal(line.amount) * share).to_integral_value())
-        line_points = int((Decimal(line.points_earned) * share).to_integral_value())
+        # Shares of the cumulative quantity, not of this return alone: returning every unit, in
+        # any number of returns, gives back exactly the line's amount and points.
+        before = returned_before[line.pk]
+        after = returned_before[line.pk] = before + quantity
+        line_amount = _share(line.amount, after, line.quantity) - _share(line.amount, before, line.quantity)
+        line_points = _share(line.points_earned, after, line.quantity) - _share(
+            line.points_earned, before, line.quantity
+        )
         # Guarded: concurrent returns of one line can never exceed what was bought.
         updated = TransactionItem.objects.filter(pk=line.pk, returned_quantity__lte=line.quantity - quantity).update(
             returned_quantity=F("returned_quantity") + quantity,
-            returned_amount=F("returned_amount") + min(line_amount, line.amount - line.returned_amount),
+            returned_amount=F("returned_amount") + line_amount,
         )
         if not updated:
             raise ValidationError.for_field("items", f"More of {line.sku} is returned than was bought.")
@@ -239,6 +247,10 @@ def _return_against(original: Transaction, items: list[dict[str, Any]], record: 
             cause=Cause(LedgerEntry.Source.RETURN, record.external_id, f"return:{record.pk}"),
         )
     return points, returned_amount
+
+
+def _share(total: int, part: Decimal, whole: Decimal) -> int:
+    return int((Decimal(total) * part / whole).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 def _return_ad_hoc(livemode: bool, contact: Contact | None, currency: str, amount: int, record: Return):
