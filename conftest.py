@@ -54,3 +54,14 @@ def client_live(make_client) -> KeyClient:
 def management_client(make_client) -> KeyClient:
     """A test-mode key with both scopes."""
     return make_client(livemode=False, scopes=("integration", "management"), name="test management")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_config_cache():
+    """Configuration is cached per process (core.selectors); a test's rolled-back changes must not
+    outlive it (a rollback sends no save signal)."""
+    from core.selectors import config_cache_clear
+
+    config_cache_clear()
+    yield
+    config_cache_clear()

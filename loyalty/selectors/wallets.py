@@ -6,11 +6,12 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from dateutil.relativedelta import relativedelta
-from django.db.models import Case, IntegerField, Q, QuerySet, Sum, When
+from django.db.models import Case, IntegerField, QuerySet, Sum, When
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from core.money import format_minor
+from core.selectors import config_cached
 from loyalty.models import Account, Contact, ContactTier, EarningRule, LedgerEntry, Lot, SpendCondition, Tier
 from loyalty.services.earning import RuleSpec
 from loyalty.services.tiers import qualifying_value
@@ -141,14 +142,22 @@ def ledger_entries(*, contact: Contact, kind: str | None = None, account_kind: s
 
 def earning_rules_in_force(*, livemode: bool, currency: str, at: datetime, tier: Tier | None) -> list[RuleSpec]:
     """Rules that applied at `at` for a contact of `tier`: generic ones and the tier's own."""
-    rules = (
-        EarningRule.objects.filter(livemode=livemode, is_active=True, currency=currency)
-        .filter(Q(valid_from__isnull=True) | Q(valid_from__lte=at))
-        .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=at))
-        .filter(Q(tier__isnull=True) | Q(tier=tier))
-        .prefetch_related("exclusions")
+    rules = config_cached(("earning-rules", livemode, currency), lambda: _active_rules(livemode, currency))
+    tier_id = tier.pk if tier else None
+    return [
+        spec
+        for spec, valid_from, valid_until, rule_tier_id in rules
+        if (valid_from is None or valid_from <= at)
+        and (valid_until is None or valid_until > at)
+        and rule_tier_id in (None, tier_id)
+    ]
+
+
+def _active_rules(livemode: bool, currency: str) -> list[tuple]:
+    rules = EarningRule.objects.filter(livemode=livemode, is_active=True, currency=currency).prefetch_related(
+        "exclusions"
     )
-    return [RuleSpec.from_rule(rule) for rule in rules]
+    return [(RuleSpec.from_rule(rule), rule.valid_from, rule.valid_until, rule.tier_id) for rule in rules]
 
 
 def tier_list(*, livemode: bool) -> QuerySet[Tier]:

@@ -11,6 +11,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from core.exceptions import ValidationError
+from core.selectors import config_cached
 from core.services import outbox_emit
 from loyalty.exceptions import DuplicateTier
 from loyalty.models import Contact, ContactTier, LedgerEntry, Program, Tier, TierHistory
@@ -53,23 +54,40 @@ def _record(contact: Contact, status: ContactTier, new_tier: Tier | None, value:
     )
 
 
-@transaction.atomic
+def active_tiers(*, livemode: bool) -> list[Tier]:
+    """Active tiers of a mode, lowest first (cached per process for a few seconds)."""
+    return config_cached(
+        ("tiers", livemode), lambda: list(Tier.objects.filter(livemode=livemode, is_active=True).order_by("rank"))
+    )
+
+
+def _locked_status(contact: Contact) -> ContactTier:
+    locked = ContactTier.objects.select_for_update(of=("self",)).select_related("tier")
+    status = locked.filter(contact=contact).first()
+    if status is None:
+        ContactTier.objects.get_or_create(contact=contact)
+        status = locked.get(contact=contact)
+    return status
+
+
+@transaction.atomic(savepoint=False)
 def tier_evaluate(*, contact: Contact, now: datetime | None = None) -> Tier | None:
     """Bring the contact's tier in line with its qualifying value: an upgrade takes effect at
     once; a downgrade follows the program's policy. Safe to call any time, from any number of
     workers (the contact's tier row is locked). Returns the tier the contact is in afterwards."""
     now = now or timezone.now()
     program = program_for(livemode=contact.livemode)
-    ContactTier.objects.get_or_create(contact=contact)
-    status = ContactTier.objects.select_for_update(of=("self",)).select_related("tier").get(contact=contact)
+    tiers = active_tiers(livemode=contact.livemode)
+    status = _locked_status(contact)
+    if not tiers and status.tier is None:
+        return None  # no tier program: nothing to qualify for
     value = qualifying_value(contact=contact, program=program, now=now)
-    target = (
-        Tier.objects.filter(livemode=contact.livemode, is_active=True, threshold__lte=value).order_by("-rank").first()
-    )
+    target = next((tier for tier in reversed(tiers) if tier.threshold <= value), None)
     current = status.tier
     current_rank = current.rank if current else -1
     target_rank = target.rank if target else -1
     period = relativedelta(months=program.tier_window_months)
+    before = (status.tier_id, status.achieved_at, status.period_ends_at, status.below_threshold_since)
     if target_rank > current_rank:
         _record(contact, status, target, value, "upgrade", now)
         status.tier, status.achieved_at, status.period_ends_at, status.below_threshold_since = (
@@ -97,7 +115,8 @@ def tier_evaluate(*, contact: Contact, now: datetime | None = None) -> Tier | No
             status.achieved_at = now if target else None
             status.period_ends_at = now + period if target else None
             status.below_threshold_since = None
-    status.save()
+    if (status.tier_id, status.achieved_at, status.period_ends_at, status.below_threshold_since) != before:
+        status.save()
     return status.tier
 
 

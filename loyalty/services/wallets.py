@@ -21,6 +21,7 @@ from django.utils import timezone
 from catalogue.models import line_matches_restrictions
 from core.exceptions import InsufficientBalance, ValidationError
 from core.money import check_currency, format_minor
+from core.selectors import config_cached
 from core.services import outbox_emit
 from loyalty.exceptions import OtpExpired, OtpInvalid, OtpLocked, OtpRequired, OtpUsed, PayoutNotPending
 from loyalty.models import (
@@ -50,8 +51,9 @@ OTP_DIGITS = 6
 
 
 def program_for(*, livemode: bool) -> Program:
-    """The program settings of a mode (created with defaults on first use)."""
-    program = Program.objects.filter(livemode=livemode).first()
+    """The program settings of a mode (created with defaults on first use); cached per process
+    for a few seconds (core.selectors.config_cached)."""
+    program = config_cached(("program", livemode), lambda: Program.objects.filter(livemode=livemode).first())
     if program is not None:
         return program
     try:

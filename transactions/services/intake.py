@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from core.baskets import BasketLine
@@ -133,6 +134,23 @@ def _wants_auto_spend(contact: Contact) -> bool:
     return preference not in (None, WalletPreference.AutoSpend.OFF)
 
 
+_INSERT_FIELDS = [field for field in Transaction._meta.concrete_fields]
+
+
+def _insert_if_new(txn: Transaction) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id: one round trip, no savepoint; False when
+    the integrator's id is already taken in this mode (the unique constraint decides, even
+    between concurrent duplicates: the loser waits for the winner's commit)."""
+    rows = Transaction.objects._insert(
+        [txn], fields=_INSERT_FIELDS, returning_fields=[Transaction._meta.pk], on_conflict=OnConflict.IGNORE
+    )
+    if not rows or not rows[0]:  # no row back: the insert did nothing
+        return False
+    txn._state.adding = False
+    txn._state.db = "default"
+    return True
+
+
 def transaction_enqueue(transaction_id) -> None:
     """After commit. A broker that is down must not fail an accepted purchase: the database is
     the queue of record and the beat sweeper picks up what was not enqueued."""
@@ -150,9 +168,11 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
     Raises ValidationError, NotFound (unknown contact id or issued offer), OfferLocked /
     OfferNotAvailable (finalize), IdempotencyMismatch, Otp*, InsufficientBalance.
     """
-    existing = Transaction.objects.filter(livemode=livemode, external_id=purchase.external_id).first()
-    if existing is not None:
-        return _replay_or_conflict(existing, purchase)
+    if purchase.spend and purchase.spend.get("otp"):
+        # A retry must not use up the code again: answer it before touching the token.
+        existing = Transaction.objects.filter(livemode=livemode, external_id=purchase.external_id).first()
+        if existing is not None:
+            return _replay_or_conflict(existing, purchase)
     contact, pending_key = _resolve_contact(livemode, purchase.contact_reference)
     spend = purchase.spend
     if spend and contact is None:
@@ -169,30 +189,40 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
         # purchase is then refused.
         spend_token_redeem(contact=contact, code=spend["otp"])
         otp_verified = True
+    will_spend = contact is not None and (bool(spend) or _wants_auto_spend(contact))
+    txn = Transaction(
+        livemode=livemode,
+        external_id=purchase.external_id,
+        fingerprint=purchase.fingerprint,
+        contact=contact,
+        occurred_at=purchase.occurred_at,
+        currency=purchase.currency,
+        venue=purchase.venue,
+        channel=purchase.channel or "",
+        receipt_number=purchase.receipt_number,
+        amount=amount,
+        discount_total=discount_total,
+        tax_total=purchase.tax_total,
+        payments=purchase.payments,
+        custom=purchase.custom,
+        spend_requested=(spend or {}).get("amount"),
+        spend_reduction=(spend or {}).get("reduction", ""),
+        **pending_key,
+    )
+    # The answer is known before anything is written, unless a spend adds to it: it is stored
+    # with the row, so a retry gets exactly the first answer.
+    txn.response = {
+        "id": purchase.external_id,
+        "transaction_id": str(txn.pk),
+        "status": Transaction.Status.QUEUED,
+        "livemode": livemode,
+        "contact_id": str(contact.pk) if contact else None,
+        "spend": None,
+        "redeemed_offers": [d["issued_offer_id"] for d in purchase.discounts if d.get("issued_offer_id")],
+    }
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                txn = Transaction.objects.create(
-                    livemode=livemode,
-                    external_id=purchase.external_id,
-                    fingerprint=purchase.fingerprint,
-                    contact=contact,
-                    occurred_at=purchase.occurred_at,
-                    currency=purchase.currency,
-                    venue=purchase.venue,
-                    channel=purchase.channel or "",
-                    receipt_number=purchase.receipt_number,
-                    amount=amount,
-                    discount_total=discount_total,
-                    tax_total=purchase.tax_total,
-                    payments=purchase.payments,
-                    custom=purchase.custom,
-                    spend_requested=(spend or {}).get("amount"),
-                    spend_reduction=(spend or {}).get("reduction", ""),
-                    **pending_key,
-                )
-        except IntegrityError:
-            # A concurrent duplicate won the insert and has committed: answer as it did.
+        if not _insert_if_new(txn):
+            # A duplicate (maybe concurrent, now committed) holds this id: answer as it did.
             existing = Transaction.objects.get(livemode=livemode, external_id=purchase.external_id)
             return _replay_or_conflict(existing, purchase)
         allocated = dict(
@@ -230,8 +260,7 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
                 actor="transaction",
                 at=purchase.occurred_at,
             )
-        spend_result = None
-        if contact is not None and (spend or _wants_auto_spend(contact)):
+        if will_spend:
             reduction = (spend or {}).get("reduction") or "back_end"
             # Spend conditions name families and brands the till may not send: the catalogue's.
             net_lines = classified_lines(
@@ -265,23 +294,14 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
             )
             txn.spend_approved = spend_result.approved
             txn.spend_reduction = reduction
-        response = {
-            "id": purchase.external_id,
-            "transaction_id": str(txn.pk),
-            "status": Transaction.Status.QUEUED,
-            "livemode": livemode,
-            "contact_id": str(contact.pk) if contact else None,
-            "spend": spend_result.as_dict() if spend_result else None,
-            "redeemed_offers": [str(issued_offer.pk) for issued_offer in redeemed],
-        }
-        txn.response = response
-        Transaction.objects.filter(pk=txn.pk).update(
-            response=response, spend_approved=txn.spend_approved, spend_reduction=txn.spend_reduction
-        )
+            txn.response["spend"] = spend_result.as_dict()
+            Transaction.objects.filter(pk=txn.pk).update(
+                response=txn.response, spend_approved=txn.spend_approved, spend_reduction=txn.spend_reduction
+            )
         TransactionEvent.objects.create(
             transaction=txn,
             kind="received",
             detail=f"{len(purchase.lines)} lines, {format_minor(amount, purchase.currency)} {purchase.currency}",
         )
         transaction.on_commit(lambda: transaction_enqueue(txn.pk))
-    return txn, response, False
+    return txn, txn.response, False

@@ -27,11 +27,11 @@ from loyalty.selectors.wallets import earning_rules_in_force
 from loyalty.services.earning import RuleSpec, basket_points, points_allocate
 from loyalty.services.ledger import Cause
 from loyalty.services.wallets import points_earn, program_for
-from offers.selectors import classified_lines, offer_specs
+from offers.selectors import offer_specs
 from offers.services.engine import BasketContext, evaluate, qualifying_line_indexes
 from transactions.models import Transaction, TransactionEvent, TransactionItem
 from transactions.services.intake import transaction_enqueue
-from transactions.services.products import products_create_unknown
+from transactions.services.products import lines_classified_and_learned
 
 logger = logging.getLogger(__name__)
 Status = Transaction.Status
@@ -104,6 +104,8 @@ def _offer_points(txn: Transaction, lines: list[BasketLine], base_by_line: list[
     """Bonus points and multipliers of the point-type offers this purchase redeemed: the total,
     and what each line earned of it (a multiplier's extra goes to its qualifying lines)."""
     per_line = [0] * len(lines)
+    if not (txn.response or {}).get("redeemed_offers"):
+        return 0, per_line  # intake recorded no redemption: no query needed
     issued_offers = [
         discount.issued_offer
         for discount in txn.discounts.select_related("issued_offer__offer")
@@ -163,16 +165,15 @@ def transaction_process(*, transaction_id) -> Transaction:
             )
             for item in items
         ]
-        # Every purchase teaches the catalogue its SKUs, with or without a contact.
-        products_create_unknown(livemode=txn.livemode, lines=lines)
+        # Every purchase teaches the catalogue its SKUs, with or without a contact; and rule
+        # exclusions and offer restrictions name families and brands the till may not send.
+        lines = lines_classified_and_learned(livemode=txn.livemode, lines=lines)
         if txn.contact is None:
             txn.status = Status.UNMATCHED if txn.match_key else Status.ANONYMOUS
             txn.save(update_fields=["status", "attempts"])
             _event(txn, txn.status, "waiting for a contact with this identifier" if txn.match_key else "no contact")
             return txn
         contact = txn.contact
-        # Rule exclusions and offer restrictions name families and brands the till may not send.
-        lines = classified_lines(livemode=txn.livemode, lines=lines)
         tier = tier_at(contact=contact, moment=txn.occurred_at)
         tier_multiplier = tier.multiplier if tier else Decimal(1)
         rules = earning_rules_in_force(livemode=txn.livemode, currency=txn.currency, at=txn.occurred_at, tier=tier)

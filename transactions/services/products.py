@@ -3,6 +3,7 @@ progress and per-row errors on the sync row. Also: SKUs first met in a purchase 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from django.db import transaction
@@ -10,6 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from catalogue.models import Brand, Product, ProductFamily
+from core.baskets import BasketLine
 from core.exceptions import LimitExceeded, ValidationError
 from transactions.models import ProductSync
 
@@ -115,24 +117,35 @@ def product_sync_run(*, sync_id) -> ProductSync:
     return sync
 
 
-def products_create_unknown(*, livemode: bool, lines) -> None:
-    """SKUs first met in a purchase join the catalogue (with the family/brand the line gave)."""
-    rows = {line.sku: {"sku": line.sku, "family": line.family, "brand": line.brand} for line in lines}
-    known = set(Product.objects.filter(livemode=livemode, sku__in=rows).values_list("sku", flat=True))
-    unknown = [row for sku, row in rows.items() if sku not in known]
-    if not unknown:
-        return
-    families = _codes(ProductFamily, livemode, {row["family"] for row in unknown if row.get("family")})
-    brands = _codes(Brand, livemode, {row["brand"] for row in unknown if row.get("brand")})
-    Product.objects.bulk_create(
-        [
-            Product(
-                livemode=livemode,
-                sku=row["sku"],
-                family_id=families.get(row.get("family")),
-                brand_id=brands.get(row.get("brand")),
-            )
-            for row in unknown
-        ],
-        ignore_conflicts=True,
-    )
+def lines_classified_and_learned(*, livemode: bool, lines: list[BasketLine]) -> list[BasketLine]:
+    """The lines with family and brand filled from the catalogue where the till left them out;
+    SKUs the catalogue does not know yet join it (with the family/brand the line gave). One
+    query when every SKU is known."""
+    wanted = {line.sku for line in lines}
+    known = {
+        sku: (family, brand)
+        for sku, family, brand in Product.objects.filter(livemode=livemode, sku__in=wanted).values_list(
+            "sku", "family__code", "brand__code"
+        )
+    }
+    unknown = {line.sku: line for line in lines if line.sku not in known}
+    if unknown:
+        families = _codes(ProductFamily, livemode, {line.family for line in unknown.values() if line.family})
+        brands = _codes(Brand, livemode, {line.brand for line in unknown.values() if line.brand})
+        Product.objects.bulk_create(
+            [
+                Product(
+                    livemode=livemode, sku=sku, family_id=families.get(line.family), brand_id=brands.get(line.brand)
+                )
+                for sku, line in unknown.items()
+            ],
+            ignore_conflicts=True,
+        )
+    classified = []
+    for line in lines:
+        family, brand = known.get(line.sku, (None, None))
+        if (line.family or not family) and (line.brand or not brand):
+            classified.append(line)
+        else:
+            classified.append(replace(line, family=line.family or family, brand=line.brand or brand))
+    return classified

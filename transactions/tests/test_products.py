@@ -13,7 +13,7 @@ from core.exceptions import LimitExceeded, ValidationError
 from core.tests.assertions import assert_error_body
 from transactions.models import ProductSync
 from transactions.services import products
-from transactions.services.products import product_sync_create, product_sync_run, products_create_unknown
+from transactions.services.products import lines_classified_and_learned, product_sync_create, product_sync_run
 
 pytestmark = pytest.mark.django_db
 
@@ -135,16 +135,17 @@ def test_a_sync_writes_only_its_own_mode():
 
 
 def test_skus_met_in_a_purchase_are_created_and_known_ones_left_alone():
-    ProductFactory(sku="KNOWN", name="Known")
+    known = ProductFactory(sku="KNOWN", name="Known")
 
-    products_create_unknown(
+    lines = lines_classified_and_learned(
         livemode=False,
         lines=[
-            BasketLine(sku="KNOWN", amount=100, family="other"),
+            BasketLine(sku="KNOWN", amount=100),
             BasketLine(sku="NEW", amount=100, family="dairy", brand="arla"),
         ],
     )
 
+    assert (lines[0].family, lines[0].brand) == (known.family.code, known.brand.code)
     assert Product.objects.get(sku="KNOWN").name == "Known"
     new = Product.objects.get(sku="NEW")
     assert (new.family.code, new.brand.code) == ("dairy", "arla")
