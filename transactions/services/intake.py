@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
@@ -151,6 +151,57 @@ def _insert_if_new(txn: Transaction) -> bool:
     return True
 
 
+_ITEM_COLUMNS = (
+    "transaction_id",
+    "line_number",
+    "sku",
+    "family",
+    "brand",
+    "quantity",
+    "unit_price",
+    "amount",
+    "tax_included",
+    "discount_allocated",
+    "points_earned",
+    "returned_quantity",
+    "returned_amount",
+)
+
+
+def _insert_items(txn: Transaction, lines: list[BasketLine], allocated: dict[int, int]) -> None:
+    """The purchase's lines. On PostgreSQL with COPY: a 1,000-line purchase costs a few
+    milliseconds instead of building 1,000 model instances for bulk_create."""
+    rows = [
+        (
+            txn.pk,
+            index,
+            line.sku,
+            line.family or "",
+            line.brand or "",
+            line.quantity,
+            line.unit_price,
+            line.amount,
+            line.tax_included,
+            allocated.get(index, 0),
+            0,
+            0,
+            0,
+        )
+        for index, line in enumerate(lines)
+    ]
+    if connection.vendor != "postgresql":
+        TransactionItem.objects.bulk_create(
+            TransactionItem(**dict(zip(_ITEM_COLUMNS, row, strict=True))) for row in rows
+        )
+        return
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {TransactionItem._meta.db_table} ({', '.join(_ITEM_COLUMNS)}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
+
+
 def transaction_enqueue(transaction_id) -> None:
     """After commit. A broker that is down must not fail an accepted purchase: the database is
     the queue of record and the beat sweeper picks up what was not enqueued."""
@@ -228,21 +279,7 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
         allocated = dict(
             spread(discount_total, list(range(len(purchase.lines))), [line.amount for line in purchase.lines])
         )
-        TransactionItem.objects.bulk_create(
-            TransactionItem(
-                transaction=txn,
-                line_number=index,
-                sku=line.sku,
-                family=line.family or "",
-                brand=line.brand or "",
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                amount=line.amount,
-                tax_included=line.tax_included,
-                discount_allocated=allocated.get(index, 0),
-            )
-            for index, line in enumerate(purchase.lines)
-        )
+        _insert_items(txn, purchase.lines, allocated)
         redeemed = _check_finalize(livemode, purchase, contact, lock=True)
         TransactionDiscount.objects.bulk_create(
             TransactionDiscount(
