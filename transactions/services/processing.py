@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from catalogue.models import line_matches_restrictions
@@ -142,6 +142,24 @@ def _offer_points(txn: Transaction, lines: list[BasketLine], base_by_line: list[
     return extra, per_line
 
 
+def _store_line_points(items: list[TransactionItem]) -> None:
+    """What each line earned (returns reverse by it). One UPDATE … FROM (VALUES …) on PostgreSQL;
+    Django's bulk_update builds a CASE per row, several milliseconds for a 20-line purchase."""
+    changed = [item for item in items if item.points_earned]
+    if not changed:
+        return
+    if connection.vendor != "postgresql":
+        TransactionItem.objects.bulk_update(changed, ["points_earned"], batch_size=500)
+        return
+    values = ", ".join(["(%s, %s)"] * len(changed))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {TransactionItem._meta.db_table} AS item SET points_earned = line.points "
+            f"FROM (VALUES {values}) AS line (id, points) WHERE item.id = line.id",
+            [value for item in changed for value in (item.pk, item.points_earned)],
+        )
+
+
 def transaction_process(*, transaction_id) -> Transaction:
     """Work out and post what the purchase earns. Safe to run any number of times: only a
     queued purchase is processed, under its row lock, in one database transaction."""
@@ -184,7 +202,7 @@ def transaction_process(*, transaction_id) -> Transaction:
         per_line = [base + extra for base, extra in zip(base_by_line, offer_by_line, strict=True)]
         for item, points in zip(items, per_line, strict=True):
             item.points_earned = points
-        TransactionItem.objects.bulk_update(items, ["points_earned"], batch_size=500)
+        _store_line_points(items)
         program = program_for(livemode=txn.livemode)
         qualifying_spend = txn.net_amount if txn.currency == program.currency else 0
         if total > 0:
