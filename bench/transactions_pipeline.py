@@ -32,7 +32,10 @@ BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/12")
 PURCHASE_SCRIPT = """
 local counter = 0
 local prefix = {prefix}
+local middle = {middle}
 local suffix = {suffix}
+local contacts = {{}}
+for contact in string.gmatch({contacts}, "[^,]+") do contacts[#contacts + 1] = contact end
 local thread_name = "0"
 setup = function(thread)
   counter = counter + 1
@@ -44,14 +47,17 @@ init = function(args)
 end
 request = function()
   n = n + 1
-  local body = prefix .. {tag} .. "-" .. thread_name .. "-" .. n .. suffix
+  -- every purchase for one of many contacts, as at a real till
+  local contact = contacts[(n * 7 + tonumber(thread_name) * 13) % #contacts + 1]
+  local body = prefix .. {tag} .. "-" .. thread_name .. "-" .. n .. middle .. contact .. suffix
   return wrk.format("POST", "/api/v1/transactions", {{["Content-Type"] = "application/json",
     ["Authorization"] = "Api-Key " .. {key}}}, body)
 end
 """
 
 
-def purchase_template(lines: int, contact_id: str) -> tuple[str, str]:
+def purchase_template(lines: int, contact_id: str = "@@CONTACT@@") -> tuple[str, ...]:
+    """The JSON body cut around the purchase id and the contact id, for wrk to fill in."""
     payload = {
         "id": "@@ID@@",
         "contact": {"id": contact_id},
@@ -65,8 +71,23 @@ def purchase_template(lines: int, contact_id: str) -> tuple[str, str]:
         "tax_total": "0.00",
     }
     text = json.dumps(payload)
-    prefix, suffix = text.split("@@ID@@")
-    return prefix, suffix
+    prefix, rest = text.split("@@ID@@")
+    if contact_id != "@@CONTACT@@":
+        return prefix, rest
+    middle, suffix = rest.split("@@CONTACT@@")
+    return prefix, middle, suffix
+
+
+def purchase_script(lines: int, contacts: list[str], key: str, *, tag: str) -> str:
+    prefix, middle, suffix = purchase_template(lines)
+    return PURCHASE_SCRIPT.format(
+        prefix=lua_string(prefix),
+        middle=lua_string(middle),
+        suffix=lua_string(suffix),
+        contacts=lua_string(",".join(contacts)),
+        key=lua_string(key),
+        tag=lua_string(tag),
+    )
 
 
 def build_world(contacts: int = 200):
@@ -171,10 +192,7 @@ def main() -> None:
     print(f"  queries per intake: {counts[20]} for 20 lines, {counts[1000]} for 1,000 lines")
     try:
         for label, lines in [("intake, 20-line purchase", 20), ("intake, 1,000-line purchase", 1000)]:
-            prefix, suffix = purchase_template(lines, contacts[lines % len(contacts)])
-            script = PURCHASE_SCRIPT.format(
-                prefix=lua_string(prefix), suffix=lua_string(suffix), key=lua_string(key), tag=lua_string(f"I{lines}")
-            )
+            script = purchase_script(lines, contacts, key, tag=f"I{lines}")
             result = wrk(8095, script, connections=args.clients, seconds=args.seconds)
             print(
                 f"  {label:30s} p50 {result['p50']:6.1f} ms   p95 {result['p95']:6.1f} ms   "
@@ -197,10 +215,7 @@ def main() -> None:
 
         sampler = threading.Thread(target=sample)
         sampler.start()
-        prefix, suffix = purchase_template(20, contacts[1])
-        script = PURCHASE_SCRIPT.format(
-            prefix=lua_string(prefix), suffix=lua_string(suffix), key=lua_string(key), tag=lua_string("S")
-        )
+        script = purchase_script(20, contacts, key, tag="S")
         result = wrk(8095, script, connections=args.clients, seconds=args.soak)
         accepted = int(result["requests"])
         drain_started = time.monotonic()
