@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "loyalty",
     "offers",
     "transactions",
+    "orders",
 ]
 
 MIDDLEWARE = [

@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("transactions.api.urls")),
     path("", include("catalogue.api.urls")),
     path("", include("offers.api.urls")),
+    path("", include("orders.api.urls")),
 ]
 
 urlpatterns = [

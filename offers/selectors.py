@@ -193,7 +193,7 @@ def offers_lookup(
     return results, combination
 
 
-def venue_resolve(*, livemode: bool, reference) -> Venue | None:
+def venue_resolve(*, livemode: bool, reference, field: str = "basket.venue") -> Venue | None:
     """A venue by id, or by `{"merchant_number", "number"}` as receipts print them."""
     if reference in (None, ""):
         return None
@@ -208,7 +208,7 @@ def venue_resolve(*, livemode: bool, reference) -> Venue | None:
     except (ValueError, TypeError):
         venue = None
     if venue is None:
-        raise ValidationError.for_field("basket.venue", f"No venue {reference} in this mode.")
+        raise ValidationError.for_field(field, f"No venue {reference} in this mode.")
     return venue
 
 

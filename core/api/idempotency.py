@@ -13,6 +13,7 @@ import json
 
 from django.db import transaction
 from rest_framework.response import Response
+from rest_framework.utils import encoders
 
 from core import services
 
@@ -49,7 +50,10 @@ def idempotent(view_method):
             with transaction.atomic():
                 response = view_method(view, request, *args, **kwargs)
                 if response.status_code < 500:
-                    services.idempotency_complete(record=record, status=response.status_code, body=response.data)
+                    # Stored as the client saw it (DRF's encoding of dates and decimals), so a
+                    # replay is the same document, not a re-encoding with other precision.
+                    body = json.loads(json.dumps(response.data, cls=encoders.JSONEncoder))
+                    services.idempotency_complete(record=record, status=response.status_code, body=body)
         except BaseException:
             services.idempotency_release(record=record)
             raise
