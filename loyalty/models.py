@@ -135,6 +135,16 @@ class Program(LivemodeModel):
         max_length=16, choices=DowngradePolicy.choices, default=DowngradePolicy.PERIOD_END
     )
     tier_downgrade_grace_days = models.PositiveSmallIntegerField(default=30)
+    self_service_claims = models.BooleanField(
+        default=True,
+        help_text="Contacts may claim receipts that were never sent (awarded at the base earning rate).",
+    )
+    claim_window_days = models.PositiveSmallIntegerField(
+        default=30, help_text="Days after a purchase during which its receipt can be claimed."
+    )
+    claims_per_day = models.PositiveSmallIntegerField(
+        default=5, help_text="Receipts one contact may claim in any 24 hours."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

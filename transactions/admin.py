@@ -8,7 +8,15 @@ from unfold.decorators import action, display
 from core.exceptions import DomainError
 from core.money import format_minor
 from loyalty.models import LedgerEntry
-from transactions.models import ProductSync, Return, Transaction, TransactionDiscount, TransactionEvent, TransactionItem
+from transactions.models import (
+    Claim,
+    ProductSync,
+    Return,
+    Transaction,
+    TransactionDiscount,
+    TransactionEvent,
+    TransactionItem,
+)
 from transactions.services import processing, reversals
 
 
@@ -254,3 +262,45 @@ class ProductSyncAdmin(ModelAdmin):
     @display(description="Errors")
     def error_count(self, obj):
         return len(obj.errors or [])
+
+
+@admin.register(Claim)
+class ClaimAdmin(ModelAdmin):
+    list_display = (
+        "created_at",
+        "contact",
+        "kind",
+        "code_format",
+        "merchant_number",
+        "venue_number",
+        "receipt_number",
+        "amount",
+        "transaction",
+        "livemode",
+    )
+    list_filter = ("kind", "code_format", "livemode")
+    list_select_related = ("contact", "transaction")
+    search_fields = ("receipt_number", "merchant_number", "venue_number", "contact__member_number", "code")
+    date_hierarchy = "created_at"
+    readonly_fields = (
+        "contact",
+        "kind",
+        "code_format",
+        "code",
+        "merchant_number",
+        "venue_number",
+        "receipt_number",
+        "amount",
+        "transaction",
+        "created_at",
+        "livemode",
+    )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

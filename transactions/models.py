@@ -9,6 +9,9 @@
 - `TransactionDiscount`: discounts, possibly naming the issued offer they redeemed.
 - `Return`: unique `external_id` per mode; against an original transaction or ad hoc.
 - `ProductSync`: a bulk catalogue upsert run by a worker, with progress and per-row errors.
+- `Claim`: a receipt (QR or barcode payload) claimed by a contact; unique (mode, merchant
+  number, venue number, receipt number) — the database decides which of two concurrent claims
+  of one receipt wins, so a receipt is awarded once.
 """
 
 from __future__ import annotations
@@ -194,3 +197,40 @@ class ProductSync(LivemodeModel):
 
     def __str__(self) -> str:
         return f"sync {self.pk}: {self.processed}/{self.total}"
+
+
+class Claim(LivemodeModel):
+    """A receipt claimed by a contact: either a stored anonymous purchase given to the contact
+    (reclaim) or a purchase recorded from the payload alone (self-service)."""
+
+    class Kind(models.TextChoices):
+        RECLAIM = "reclaim", "Reclaim of a stored purchase"
+        SELF_SERVICE = "self_service", "Self-service purchase"
+
+    class Format(models.TextChoices):
+        QR = "qr", "QR code"
+        BARCODE = "barcode", "Barcode"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    contact = models.ForeignKey("loyalty.Contact", on_delete=models.PROTECT, related_name="claims")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    code_format = models.CharField(max_length=8, choices=Format.choices)
+    code = models.CharField(max_length=200, help_text="The scanned payload, as sent.")
+    merchant_number = models.CharField(max_length=32)
+    venue_number = models.CharField(max_length=32)
+    receipt_number = models.CharField(max_length=64)
+    amount = models.BigIntegerField(help_text="Net amount of the receipt, minor units.")
+    transaction = models.OneToOneField(Transaction, on_delete=models.PROTECT, related_name="claim")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["livemode", "merchant_number", "venue_number", "receipt_number"], name="claim_receipt_unique"
+            ),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="claim_amount_not_negative"),
+        ]
+        indexes = [models.Index(fields=["contact", "-created_at"], name="claim_contact_created")]
+
+    def __str__(self) -> str:
+        return f"{self.merchant_number};{self.venue_number};{self.receipt_number}"

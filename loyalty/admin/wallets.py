@@ -61,6 +61,7 @@ class ProgramAdmin(ModelAdmin):
             "Tiers",
             {"fields": ("tier_basis", "tier_window_months", "tier_downgrade_policy", "tier_downgrade_grace_days")},
         ),
+        ("Receipt claims", {"fields": ("self_service_claims", "claim_window_days", "claims_per_day")}),
     )
 
     def get_readonly_fields(self, request, obj=None):

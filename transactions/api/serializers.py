@@ -182,3 +182,12 @@ class ReturnEnvelopeSerializer(StrictSerializer):
 
 class ProductSyncInputSerializer(StrictSerializer):
     products = serializers.JSONField(help_text="Up to 10,000 rows: sku, name?, family?, brand?")
+
+
+class ClaimInputSerializer(StrictSerializer):
+    contact = ContactReferenceSerializer()
+    code = StrictCharField(
+        max_length=200,
+        help_text="The scanned payload: QR `receipt;merchant;venue;amount_x100` or barcode "
+        "`merchant;receipt;amount_x100;venue`.",
+    )

@@ -1,18 +1,23 @@
+import io
+
+from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 
 from core.api.idempotency import idempotent
 from core.api.views import ApiView, get_in_mode_or_404
 from core.baskets import parse_basket_lines, parse_money
-from core.exceptions import ValidationError
+from core.exceptions import Conflict, ValidationError
 from core.money import format_minor
 from loyalty.models import LedgerEntry
 from loyalty.selectors import contact_resolve
 from offers.selectors import venue_resolve
 from transactions.api.serializers import (
+    ClaimInputSerializer,
     ProductSyncInputSerializer,
     PurchaseEnvelopeSerializer,
     ReturnEnvelopeSerializer,
@@ -24,8 +29,9 @@ from transactions.api.serializers import (
     parse_payments,
     parse_returned_items,
 )
-from transactions.models import ProductSync, Transaction
-from transactions.services import products, reversals
+from transactions.models import Claim, ProductSync, Transaction
+from transactions.selectors import transaction_receipt_code
+from transactions.services import claims, products, reversals
 from transactions.services.intake import Purchase, transaction_intake
 
 TAGS = ["transactions"]
@@ -229,3 +235,117 @@ def sync_data(sync: ProductSync) -> dict:
         "created_at": sync.created_at,
         "finished_at": sync.finished_at,
     }
+
+
+# --- receipt codes and claims -------------------------------------------------------------------
+
+RECEIPT_CODE_FORMATS = ("qr", "barcode")
+RECEIPT_CODE_CONTENT_TYPES = {"svg": "image/svg+xml", "png": "image/png"}
+
+
+class NoReceiptCode(Conflict):
+    code = "NO_RECEIPT_CODE"
+    default_message = "Only a purchase sent without a contact, with a venue and a receipt number, has a receipt code."
+
+
+class ErrorsAsJsonNegotiation(BaseContentNegotiation):
+    """`?format=` names the code (qr or barcode), not a renderer, and a till may ask for
+    `Accept: image/*`: success is an image (a plain HttpResponse), errors are always the
+    contract's JSON."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+def receipt_code_image(payload: str, *, code_format: str, extension: str) -> bytes:
+    """A QR code (segno) or Code 128 barcode (python-barcode) of `payload`, as SVG or PNG."""
+    buffer = io.BytesIO()
+    if code_format == "qr":
+        import segno
+
+        qr_code = segno.make(payload, error="m", micro=False)
+        if extension == "svg":
+            qr_code.save(buffer, kind="svg", scale=4, xmldecl=False)
+        else:
+            qr_code.save(buffer, kind="png", scale=4)
+        return buffer.getvalue()
+    from barcode import Code128
+    from barcode.writer import ImageWriter, SVGWriter
+
+    writer = SVGWriter() if extension == "svg" else ImageWriter(format="PNG")
+    Code128(payload, writer=writer).write(buffer)
+    content = buffer.getvalue()
+    # python-barcode writes an XML declaration and doctype; the <svg> element alone is the image.
+    return content[content.index(b"<svg") :] if extension == "svg" else content
+
+
+class TransactionReceiptCodeView(ApiView):
+    content_negotiation_class = ErrorsAsJsonNegotiation
+
+    @extend_schema(
+        summary="The receipt code of a purchase, as an image for the till to print",
+        description="`receipt-code.svg` or `receipt-code.png`; `?format=qr` (default: the QR payload "
+        "`receipt_number;merchant_number;venue_number;amount_x100`) or `?format=barcode` (Code 128 of "
+        "`merchant_number;receipt_number;amount_x100;venue_number`). Only a purchase sent without a contact, "
+        "with a venue and a receipt number, has one (else 409 NO_RECEIPT_CODE). Errors are JSON.",
+        parameters=[
+            OpenApiParameter("format", str, enum=list(RECEIPT_CODE_FORMATS), default="qr"),
+            OpenApiParameter("extension", str, OpenApiParameter.PATH, enum=list(RECEIPT_CODE_CONTENT_TYPES)),
+        ],
+        responses={(200, "image/svg+xml"): OpenApiTypes.BINARY, (200, "image/png"): OpenApiTypes.BINARY},
+        tags=TAGS,
+    )
+    def get(self, request, external_id, extension):
+        code_format = request.query_params.get("format") or "qr"
+        if code_format not in RECEIPT_CODE_FORMATS:
+            raise ValidationError.for_field("format", "Either qr or barcode.", value=code_format)
+        if extension not in RECEIPT_CODE_CONTENT_TYPES:
+            raise ValidationError.for_field("extension", "Either .svg or .png.", value=extension)
+        txn = get_in_mode_or_404(
+            Transaction.objects.filter(livemode=self.livemode).select_related("venue__merchant"),
+            name="id",
+            external_id=external_id,
+        )
+        receipt_code = transaction_receipt_code(txn)
+        if receipt_code is None:
+            raise NoReceiptCode(parameters=[NoReceiptCode.parameter("id", value=external_id)])
+        payload = receipt_code.qr if code_format == "qr" else receipt_code.barcode
+        content = receipt_code_image(payload, code_format=code_format, extension=extension)
+        return HttpResponse(content, content_type=RECEIPT_CODE_CONTENT_TYPES[extension])
+
+
+def claim_data(claim: Claim) -> dict:
+    txn = claim.transaction
+    return {
+        "id": str(claim.pk),
+        "livemode": claim.livemode,
+        "kind": claim.kind,
+        "format": claim.code_format,
+        "contact_id": str(claim.contact_id),
+        "merchant_number": claim.merchant_number,
+        "venue_number": claim.venue_number,
+        "receipt_number": claim.receipt_number,
+        "amount": format_minor(claim.amount, txn.currency),
+        "currency": txn.currency,
+        "transaction": {"id": txn.external_id, "transaction_id": str(txn.pk), "status": txn.status},
+        "created_at": claim.created_at,
+    }
+
+
+class ClaimView(ApiView):
+    @extend_schema(
+        summary="A contact claims a receipt by its QR or barcode payload",
+        description=(claims.__doc__ or "").split("Reading the payload.")[-1].strip(),
+        request=ClaimInputSerializer,
+        responses={201: OpenApiTypes.OBJECT},
+        tags=TAGS,
+    )
+    @idempotent
+    def post(self, request):
+        data = ClaimInputSerializer.validated(request.data)
+        contact = contact_resolve(livemode=self.livemode, reference=data["contact"])
+        claim = claims.claim_submit(livemode=self.livemode, contact=contact, code=data["code"])
+        return Response(claim_data(claim), status=status.HTTP_201_CREATED)

@@ -32,6 +32,7 @@ from offers.selectors import classified_lines
 from offers.services.engine import spread
 from offers.services.issued import issued_offer_redeem
 from transactions.models import Transaction, TransactionDiscount, TransactionEvent, TransactionItem
+from transactions.selectors import transaction_receipt_code
 
 logger = logging.getLogger(__name__)
 
@@ -271,6 +272,9 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
         "spend": None,
         "redeemed_offers": [d["issued_offer_id"] for d in purchase.discounts if d.get("issued_offer_id")],
     }
+    # Printed on the receipt of a purchase without a contact, so the contact can claim it later.
+    receipt_code = transaction_receipt_code(txn)
+    txn.response["receipt_code"] = receipt_code.as_dict() if receipt_code else None
     with transaction.atomic():
         if not _insert_if_new(txn):
             # A duplicate (maybe concurrent, now committed) holds this id: answer as it did.

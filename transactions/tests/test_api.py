@@ -82,6 +82,7 @@ def test_a_purchase_is_answered_202_queued_then_processed(send, client_test, con
         "contact_id": str(contact.pk),
         "spend": None,
         "redeemed_offers": [],
+        "receipt_code": None,
     }
     assert txn.status == "processed" and txn.points_earned == 30
     assert txn.tax_total == 600 and txn.payments == [{"method": "card", "amount": 3000}]

@@ -1,0 +1,49 @@
+"""Reads of the transactions app: receipt codes (the QR and barcode payloads a till prints on
+the receipt of an anonymous purchase, so the contact can claim it later)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transactions.models import Claim, Transaction
+
+SEPARATOR = ";"
+
+
+@dataclass(frozen=True)
+class ReceiptCode:
+    """What a receipt code carries: the numbers printed on the receipt and its net amount in
+    minor units (`amount_x100` of the contract: cents for 2-decimal currencies)."""
+
+    merchant_number: str
+    venue_number: str
+    receipt_number: str
+    amount: int
+    code_format: str = Claim.Format.QR
+
+    @property
+    def qr(self) -> str:
+        """`receipt_number;merchant_number;venue_number;amount_x100`"""
+        return SEPARATOR.join((self.receipt_number, self.merchant_number, self.venue_number, str(self.amount)))
+
+    @property
+    def barcode(self) -> str:
+        """`merchant_number;receipt_number;amount_x100;venue_number`"""
+        return SEPARATOR.join((self.merchant_number, self.receipt_number, str(self.amount), self.venue_number))
+
+    def as_dict(self) -> dict[str, str]:
+        return {"qr": self.qr, "barcode": self.barcode}
+
+
+def transaction_receipt_code(txn: Transaction) -> ReceiptCode | None:
+    """The receipt code of a purchase sent without any contact (neither a contact nor an
+    identifier waiting for one) that names a venue and a receipt number; None otherwise."""
+    if txn.contact_id is not None or txn.match_key or txn.venue_id is None or not txn.receipt_number:
+        return None
+    venue = txn.venue
+    return ReceiptCode(
+        merchant_number=venue.merchant.number,
+        venue_number=venue.number,
+        receipt_number=txn.receipt_number,
+        amount=txn.net_amount,
+    )
