@@ -114,7 +114,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact_personal_data": {"()": "core.log_filters.RedactPersonalData"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_personal_data"]}
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},
 }
@@ -157,10 +160,18 @@ SPECTACULAR_SETTINGS = {
 # API keys: the prefix tells the mode. Keys are random and long, so one fast hash suffices.
 API_KEY_LAST_USED_RESOLUTION = timedelta(seconds=60)
 IDEMPOTENCY_RETENTION = timedelta(hours=env.int("IDEMPOTENCY_RETENTION_HOURS", default=24))
+# Stored request/response payloads that may hold personal data (idempotency replays, outbox event
+# payloads) are deleted after this many days whatever the horizons above (core.personal_data_purge).
+PERSONAL_DATA_RETENTION_DAYS = env.int("PERSONAL_DATA_RETENTION_DAYS", default=30)
 # An in-flight idempotency claim older than this is considered abandoned (its process died).
 IDEMPOTENCY_IN_FLIGHT_TIMEOUT = timedelta(seconds=60)
+# The contact change feed keeps superseded changes and erasure tombstones this long; a cursor
+# older than a purged tombstone is refused (CURSOR_EXPIRED) and the client downloads again.
+CONTACT_CHANGES_RETENTION_DAYS = env.int("CONTACT_CHANGES_RETENTION_DAYS", default=30)
 
 PHONE_DEFAULT_REGION = env("PHONE_DEFAULT_REGION", default="SE")
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=20)
 OFFER_LOCK_TTL_SECONDS = env.int("OFFER_LOCK_TTL_SECONDS", default=900)
 # On PostgreSQL a ledger credit is one SQL statement (one round trip); off = the portable path.
 LEDGER_SQL_FAST_PATH = env.bool("LEDGER_SQL_FAST_PATH", default=True)
@@ -186,11 +197,14 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-records": {"task": "core.idempotency_records_purge", "schedule": timedelta(hours=1)},
+    "purge-personal-data": {"task": "core.personal_data_purge", "schedule": timedelta(hours=6)},
     "expire-lots": {"task": "loyalty.lots_expire_due", "schedule": timedelta(minutes=15)},
     "release-pending-points": {"task": "loyalty.pending_lots_release", "schedule": timedelta(minutes=15)},
     "review-tiers": {"task": "loyalty.tiers_review", "schedule": timedelta(hours=24)},
+    "purge-contact-changes": {"task": "loyalty.contact_changes_purge", "schedule": timedelta(hours=6)},
     "release-offer-locks": {"task": "offers.locks_release", "schedule": timedelta(minutes=1)},
     "expire-issued-offers": {"task": "offers.issued_offers_expire", "schedule": timedelta(minutes=15)},
+    "dispatch-webhooks": {"task": "core.webhooks_dispatch", "schedule": timedelta(seconds=10)},
     "sweep-queued-transactions": {"task": "transactions.sweep_queued", "schedule": timedelta(minutes=1)},
 }
 

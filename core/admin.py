@@ -5,13 +5,13 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group, User
 from django.utils.html import format_html
 from rest_framework_api_key.models import APIKey as LibraryApiKey
-from unfold.admin import ModelAdmin
+from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget
 
-from core import services
-from core.models import ApiKey
+from core import services, webhooks
+from core.models import ApiKey, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 
 def environment_badge(request):
@@ -116,3 +116,86 @@ class ApiKeyAdmin(ModelAdmin):
         for api_key in queryset:
             services.api_key_revoke(api_key=api_key)
         self.message_user(request, f"Revoked {queryset.count()} key(s).")
+
+
+class WebhookAttemptInline(TabularInline):
+    model = WebhookAttempt
+    fields = ("attempted_at", "status_code", "duration_ms", "error", "response_excerpt")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(ModelAdmin):
+    list_display = ("url", "event_types", "is_active", "consecutive_failures", "disabled_reason", "livemode")
+    list_filter = ("is_active", "livemode")
+    readonly_fields = ("consecutive_failures", "disabled_reason", "created_at")
+    fields = (
+        "url",
+        "description",
+        "event_types",
+        "is_active",
+        "livemode",
+        "consecutive_failures",
+        "disabled_reason",
+        "created_at",
+    )
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            webhooks.webhook_endpoint_update(
+                endpoint=obj,
+                **{name: form.cleaned_data[name] for name in ("url", "description", "event_types", "is_active")},
+            )
+            return
+        created = webhooks.webhook_endpoint_create(
+            livemode=obj.livemode, url=obj.url, event_types=obj.event_types, description=obj.description
+        )
+        obj.__dict__.update(created.__dict__)
+        obj._state.adding = False
+        self.message_user(
+            request,
+            format_html("The signing secret is <code>{}</code>. Copy it now: it is not shown again.", created.secret),
+            level=messages.WARNING,
+        )
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ModelAdmin):
+    list_display = (
+        "id",
+        "event",
+        "endpoint",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "delivered_at",
+    )
+    list_filter = ("status", "endpoint")
+    list_select_related = ("event", "endpoint")
+    readonly_fields = (
+        "endpoint",
+        "event",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "created_at",
+        "delivered_at",
+    )
+    inlines = [WebhookAttemptInline]
+    actions = ["resend"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @action(description="Resend selected deliveries now")
+    def resend(self, request, queryset):
+        for delivery in queryset:
+            webhooks.delivery_resend(delivery=delivery)
+        self.message_user(request, f"{queryset.count()} delivery(ies) queued again.")

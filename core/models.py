@@ -16,6 +16,7 @@ import uuid
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 from rest_framework_api_key.crypto import KeyGenerator
@@ -104,9 +105,82 @@ class OutboxEvent(models.Model):
     event_type = models.CharField(max_length=64, db_index=True)
     payload = models.JSONField(encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True, help_text="Fanned out to webhook endpoints.")
 
     class Meta:
         verbose_name = "outbox event"
+        indexes = [
+            models.Index(fields=["id"], name="outbox_event_undispatched", condition=Q(dispatched_at__isnull=True))
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id}"
+
+
+class WebhookEndpoint(LivemodeModel):
+    """Where domain events are delivered, signed in the Standard Webhooks form with `secret`
+    (shown once, at creation). Disabled automatically after too many failures in a row, or at
+    once when the receiver answers 410 Gone."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    url = models.URLField(max_length=500)
+    description = models.CharField(max_length=200, blank=True)
+    secret = models.CharField(max_length=100, editable=False)
+    event_types = models.JSONField(default=list, blank=True, help_text="Subscribed event types; empty = all.")
+    is_active = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=200, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.url
+
+    def wants(self, event_type: str) -> bool:
+        return not self.event_types or event_type in self.event_types
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint: delivered at least once, with the event's stable id as
+    `webhook-id`. Retries are due times kept here (not broker countdowns); a worker leases a
+    due delivery by pushing `next_attempt_at` forward, so a killed worker's lease just runs out."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed (gave up)"
+
+    id = models.BigAutoField(primary_key=True)
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        constraints = [models.UniqueConstraint(fields=["endpoint", "event"], name="webhook_delivery_once_per_endpoint")]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], name="webhook_delivery_due", condition=Q(status="pending")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} → {self.endpoint_id} ({self.status})"
+
+
+class WebhookAttempt(models.Model):
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    attempted_at = models.DateTimeField(default=timezone.now)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    response_excerpt = models.TextField(blank=True)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ("id",)
+
+    def __str__(self) -> str:
+        return f"{self.status_code or self.error}"

@@ -1,9 +1,9 @@
-"""Writes of the platform kernel: API keys and idempotency records."""
+"""Writes of the platform kernel: API keys, idempotency records, the outbox, retention."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -117,6 +117,27 @@ def idempotency_records_purge(*, now: datetime | None = None, batch_size: int = 
         deleted_total += deleted
 
 
+def _delete_in_batches(queryset, batch_size: int) -> int:
+    deleted_total = 0
+    while True:
+        ids = list(queryset.values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return deleted_total
+        deleted, _ = queryset.model.objects.filter(pk__in=ids).delete()
+        deleted_total += deleted
+
+
+def personal_data_purge(*, now: datetime | None = None, batch_size: int = 5000) -> dict[str, int]:
+    """Delete stored payloads that may hold personal data once older than
+    PERSONAL_DATA_RETENTION_DAYS: idempotency records (their replayed bodies) and outbox events
+    (their payloads; delivery happens long before). Returns how many of each went; safe to rerun."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.PERSONAL_DATA_RETENTION_DAYS)
+    return {
+        "idempotency_records": _delete_in_batches(IdempotencyRecord.objects.filter(created_at__lt=cutoff), batch_size),
+        "outbox_events": _delete_in_batches(OutboxEvent.objects.filter(created_at__lt=cutoff), batch_size),
+    }
+
+
 STAFF_GROUPS = ("Marketers", "Order agents", "Integration admins")
 
 
@@ -152,5 +173,17 @@ def staff_group_permissions_grant(*, apps, grants: dict[str, dict[str, tuple[str
 
 
 def outbox_emit(*, livemode: bool, event_type: str, payload: dict[str, Any]) -> None:
-    """Record a domain event. Call inside the transaction that makes the change it reports."""
+    """Record a domain event. Call inside the transaction that makes the change it reports.
+    With a broker, delivery starts right after commit (beat also sweeps every few seconds)."""
     OutboxEvent.objects.create(livemode=livemode, event_type=event_type, payload=payload)
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        transaction.on_commit(_dispatch_soon)
+
+
+def _dispatch_soon() -> None:
+    from core.tasks import webhooks_dispatch
+
+    try:
+        webhooks_dispatch.delay()
+    except Exception:  # noqa: BLE001 - the beat task will dispatch; never fail the committed change
+        pass

@@ -44,3 +44,11 @@ class OtpLocked(Conflict):
 class PayoutNotPending(Conflict):
     code = "PAYOUT_NOT_PENDING"
     default_message = "The pay-out is already settled."
+
+
+class CursorExpired(Conflict):
+    code = "CURSOR_EXPIRED"
+    default_message = (
+        "This cursor is older than the change feed's retention: changes after it may be gone. "
+        "Download all contacts again from an empty cursor."
+    )

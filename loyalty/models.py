@@ -5,6 +5,9 @@
   phone (stored E.164), email (case-insensitively, a unique index on `lower(email)`).
 - `ContactExternalId`: an integrator's own id for the contact, unique per (mode, source, value);
   `source` namespaces ids of different systems ("" when the integrator gives none).
+- `ContactErasure`: the audit row of a GDPR erasure (who, when; one per contact). An erased
+  contact keeps its row (the ledger points at it) with every personal field emptied and its
+  member number replaced by an unusable `erased-…` tombstone.
 - `Account`: one per contact, kind (points/open/commerce) and currency. `balance` always equals
   the sum of its `LedgerEntry` rows (both written in one database transaction); a check
   constraint refuses a negative available money balance.
@@ -67,6 +70,7 @@ class Contact(LivemodeModel):
             ),
         ]
         indexes = [models.Index(fields=["livemode", "-created_at"], name="contact_mode_created")]
+        permissions = [("erase_contact", "Can erase a contact's personal data (GDPR)")]
 
     def __str__(self) -> str:
         name = f"{self.first_name} {self.last_name}".strip()
@@ -92,6 +96,21 @@ class ContactExternalId(LivemodeModel):
 
     def __str__(self) -> str:
         return f"{self.source}:{self.value}" if self.source else self.value
+
+
+class ContactErasure(LivemodeModel):
+    """Audit of a GDPR erasure: which contact, by whom (a staff user or an API key prefix),
+    when. No personal data; one row per contact (a repeated erasure changes nothing)."""
+
+    contact = models.OneToOneField(Contact, on_delete=models.PROTECT, related_name="erasure")
+    erased_by = models.CharField(max_length=150, help_text="user:<username> or api-key:<key prefix>")
+    erased_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("-erased_at",)
+
+    def __str__(self) -> str:
+        return f"erasure of {self.contact_id}"
 
 
 class Program(LivemodeModel):
@@ -547,3 +566,51 @@ class EarningRuleExclusion(CatalogueRestriction):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["rule", "kind", "value"], name="earning_rule_exclusion_unique")]
+
+
+class ContactChange(models.Model):
+    """One committed change to a contact, for the change feed (`GET /contacts/changes`).
+
+    Append-only, written by the services in the same database transaction as the change. `xid`
+    is the writing transaction's id (PostgreSQL `pg_current_xact_id()`, 0 elsewhere): the feed
+    only hands out rows below the oldest running transaction, in (xid, id) order, so a row can
+    never appear behind a cursor that was already given out. No foreign key to the contact: an
+    erasure's tombstone outlives the contact's data.
+    """
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "Created"
+        UPDATED = "updated", "Updated"
+        IDENTIFIERS_CHANGED = "identifiers_changed", "Identifiers changed"
+        TIER_CHANGED = "tier_changed", "Tier changed"
+        ERASED = "erased", "Erased"
+
+    id = models.BigAutoField(primary_key=True)
+    livemode = models.BooleanField()
+    contact_id = models.UUIDField()
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    xid = models.BigIntegerField(default=0, help_text="The writing transaction's id (PostgreSQL).")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["livemode", "xid", "id"], name="contact_change_feed_order"),
+            models.Index(fields=["contact_id", "xid", "id"], name="contact_change_by_contact"),
+            models.Index(fields=["created_at"], name="contact_change_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.contact_id}"
+
+
+class ContactChangeHorizon(models.Model):
+    """Per mode, the feed position (xid, change id) up to which erasure tombstones were purged:
+    a cursor before it may have missed an erasure and must start over."""
+
+    livemode = models.BooleanField(primary_key=True)
+    xid = models.BigIntegerField(default=0)
+    change_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"purged up to ({self.xid}, {self.change_id})"

@@ -3,7 +3,7 @@ with itself and with spending (every lot write takes its account's row lock)."""
 
 from celery import shared_task
 
-from loyalty.services import ledger, tiers
+from loyalty.services import changes, ledger, tiers
 
 
 @shared_task(name="loyalty.lots_expire_due")
@@ -19,3 +19,8 @@ def pending_lots_release() -> int:
 @shared_task(name="loyalty.tiers_review")
 def tiers_review() -> int:
     return tiers.tiers_review()
+
+
+@shared_task(name="loyalty.contact_changes_purge")
+def contact_changes_purge() -> int:
+    return changes.contact_changes_purge()

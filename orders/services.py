@@ -185,3 +185,9 @@ def cancellation_reason_get(*, livemode: bool, reason_id) -> OrderCancellationRe
     if reason is None:
         raise ValidationError.for_field("cancellation_reason", f"No active cancellation reason '{reason_id}'.")
     return reason
+
+
+def contact_orders_anonymise(*, contact_id) -> int:
+    """Erasure: clear the free-text notes of the contact's orders (they may name a person or an
+    address); lines, amounts and history stay. Idempotent."""
+    return Order.objects.filter(contact_id=contact_id).exclude(notes="").update(notes="")

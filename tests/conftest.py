@@ -58,7 +58,7 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_until(self, predicate, *, timeout: float = 30.0, interval: float = 0.1):
+    def wait_until(self, predicate, *, timeout: float = 60.0, interval: float = 0.1):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():

@@ -210,7 +210,7 @@ def _post_and_block_in_processing(client, contact, worker, external_id: str) -> 
     past posting the earn entry (inside its database transaction) and waits in the tier update.
     Returns the transaction id once that is so."""
     answer = _post_purchase(client, contact, external_id)
-    worker.wait_until(_queries_waiting_on_a_lock, timeout=20)
+    worker.wait_until(_queries_waiting_on_a_lock, timeout=60)
     [blocked] = _queries_waiting_on_a_lock()
     assert "loyalty_contacttier" in blocked and "FOR UPDATE" in blocked, blocked
     assert _status(answer["transaction_id"]) == "queued"
@@ -256,7 +256,7 @@ def test_worker_killed_mid_task_leaves_its_message_to_another_worker_and_the_pur
     time.sleep(VISIBILITY_TIMEOUT + 0.5)
     second = celery_workers(env={"CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)})
 
-    second.wait_until(lambda: _status(transaction_id) != "queued", timeout=20)
+    second.wait_until(lambda: _status(transaction_id) != "queued", timeout=60)
     assert _task_ids(second, "succeeded") == _task_ids(first, "received")  # the same message
     _assert_earned_once(client, contact, "E2E-KILL", transaction_id)
     assert _events(transaction_id) == ["received", "processed"]

@@ -11,3 +11,9 @@ class TransactionsConfig(AppConfig):
 
         # A contact who gains an identifier collects the purchases that were waiting for it.
         identifiers_added_hook(lambda contact_id: unmatched_attach(contact_id=contact_id))
+
+        from loyalty.services.erasure import contact_erased_hook
+        from transactions.services.erasure import contact_transactions_anonymise
+
+        # An erased contact's purchases keep their amounts but not the identifier they named.
+        contact_erased_hook(lambda contact_id: contact_transactions_anonymise(contact_id=contact_id))

@@ -26,7 +26,9 @@ def process_transaction(self, transaction_id: str) -> None:
     except (OperationalError, InterfaceError):
         raise  # transient: retried with backoff
     except (DomainError, DatabaseError, ValueError, LookupError) as error:
-        logger.exception("Processing transaction %s failed", transaction_id)
+        # The class only: an error's message may quote the purchase's identifiers (a phone number,
+        # an email, a database constraint's detail). The full reason is stored on the transaction.
+        logger.error("Processing transaction %s failed (%s)", transaction_id, error.__class__.__name__)
         processing.transaction_fail(transaction_id=transaction_id, reason=f"{error.__class__.__name__}: {error}")
 
 

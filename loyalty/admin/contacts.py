@@ -20,7 +20,7 @@ from core.exceptions import ValidationError as DomainValidationError
 from core.money import check_currency, to_minor
 from core.validators import normalize_email, normalize_phone
 from loyalty import services
-from loyalty.models import Account, Contact, ContactExternalId
+from loyalty.models import Account, Contact, ContactErasure, ContactExternalId
 from loyalty.selectors.wallets import wallet_summary
 from loyalty.services.wallets import wallet_adjust
 
@@ -130,7 +130,7 @@ class ContactAdmin(ModelAdmin):
     search_fields = ("member_number", "email", "mobile_phone", "first_name", "last_name", "external_ids__value")
     readonly_fields = ("member_number", "created_at", "updated_at", "consents_updated_at", "wallet_overview")
     inlines = [ContactExternalIdInline]
-    actions_detail = ["adjust_balance"]
+    actions_detail = ["adjust_balance", "erase_contact"]
     fieldsets = (
         (None, {"fields": ("member_number", "status", "livemode")}),
         ("Wallet", {"fields": ("wallet_overview",)}),
@@ -192,6 +192,22 @@ class ContactAdmin(ModelAdmin):
             },
         )
 
+    def has_erase_contact_permission(self, request, obj=None):
+        return request.user.has_perm("loyalty.erase_contact")
+
+    @action(description="Erase personal data (GDPR)", url_path="erase", permissions=["erase_contact"], icon="delete")
+    def erase_contact(self, request, object_id):
+        contact = self.get_object(request, object_id)
+        if request.method == "POST":
+            services.contact_erase(contact=contact, erased_by=f"user:{request.user.get_username()}")
+            self.message_user(request, "The contact's personal data was erased; the ledger is kept anonymously.")
+            return redirect(reverse("admin:loyalty_contact_change", args=[contact.pk]))
+        return TemplateResponse(
+            request,
+            "admin/loyalty/erase_contact.html",
+            {**self.admin_site.each_context(request), "title": f"Erase {contact}", "contact": contact},
+        )
+
     @display(description="Name")
     def full_name(self, obj):
         return f"{obj.first_name} {obj.last_name}".strip()
@@ -244,3 +260,21 @@ class ContactAdmin(ModelAdmin):
         )
         obj.__dict__.update(created.__dict__)
         obj._state.adding = False
+
+
+@admin.register(ContactErasure)
+class ContactErasureAdmin(ModelAdmin):
+    """The erasure audit: read-only (who erased which contact, when)."""
+
+    list_display = ("contact_id", "erased_by", "erased_at", "livemode")
+    list_filter = ("livemode",)
+    search_fields = ("contact__id", "erased_by")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

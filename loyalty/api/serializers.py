@@ -2,9 +2,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core.api.serializers import StrictCharField, StrictSerializer
+from core.api.serializers import MATCH_KEY_TYPES, StrictCharField, StrictSerializer
 from core.money import format_minor
-from loyalty.models import Account, Contact, ContactExternalId, EarningRule, LedgerEntry, Tier
+from loyalty.models import Account, Contact, ContactChange, ContactExternalId, EarningRule, LedgerEntry, Tier
 
 
 class ExternalIdSerializer(StrictSerializer):
@@ -68,6 +68,98 @@ class ContactSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         )
+
+
+class ContactErasedSerializer(serializers.Serializer):
+    id = serializers.UUIDField(read_only=True)
+    status = serializers.CharField(read_only=True, help_text="Always `erased`.")
+
+
+class ContactChangesQuerySerializer(StrictSerializer):
+    cursor = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="A next_cursor as received; empty = from the start."
+    )
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=1000)
+
+
+class ContactChangeSerializer(serializers.Serializer):
+    change_id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=ContactChange.Kind.values)
+    contact = serializers.DictField(
+        help_text="The contact as it is now (as GET /contacts/{id}); only `{id}` once it is erased."
+    )
+    changed_at = serializers.DateTimeField()
+
+
+class ContactChangePageSerializer(serializers.Serializer):
+    results = ContactChangeSerializer(many=True)
+    next_cursor = serializers.CharField(help_text="Always set: store it and resume from it.")
+    has_more = serializers.BooleanField(help_text="False: caught up for now; poll again later with next_cursor.")
+
+
+class ContactFeedSerializer(ContactSerializer):
+    """ContactSerializer's very output, from the external ids the feed selector attached."""
+
+    external_ids = serializers.SerializerMethodField()
+
+    def get_external_ids(self, contact) -> list[dict[str, str]]:
+        return contact.external_id_pairs
+
+
+def contact_change_page_data(page) -> dict:
+    """The feed page as the API shows it: each contact serialized once per page, by one list
+    serializer (building a serializer's fields per contact would cost more than the query)."""
+    contacts = list(page.contacts.values())
+    represented = {
+        contact.pk: data
+        for contact, data in zip(contacts, ContactFeedSerializer(contacts, many=True).data, strict=True)
+    }
+    results = []
+    for change in page.changes:
+        representation = represented.get(change.contact_id)
+        if representation is None or change.kind == ContactChange.Kind.ERASED:
+            representation = {"id": str(change.contact_id)}
+        results.append(
+            {"change_id": change.id, "kind": change.kind, "contact": representation, "changed_at": change.created_at}
+        )
+    return {"results": results, "next_cursor": page.next_cursor, "has_more": page.has_more}
+
+
+class BulkContactRowSerializer(ContactInputSerializer):
+    match_key = StrictCharField(max_length=254)
+    match_key_type = serializers.ChoiceField(choices=MATCH_KEY_TYPES)
+    source = StrictCharField(max_length=64, required=False, allow_blank=True)
+
+    def validate(self, attrs):
+        if "source" in attrs and attrs["match_key_type"] != "external_id":
+            raise serializers.ValidationError({"source": ["Only external_id match keys take a source."]})
+        return attrs
+
+
+class BulkContactsInputSerializer(StrictSerializer):
+    contacts = serializers.ListField(
+        child=serializers.DictField(),
+        allow_empty=False,
+        help_text="Up to 1,000 rows: match_key, match_key_type, source? and the fields of POST /contacts.",
+    )
+
+
+class BulkRowErrorSerializer(serializers.Serializer):
+    status = serializers.IntegerField(help_text="The HTTP status this row alone would have had (400, 404, 409).")
+    code = serializers.CharField()
+    message = serializers.CharField()
+    parameters = serializers.ListField(child=serializers.CharField())
+
+
+class BulkRowResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["created", "updated", "error"])
+    contact_id = serializers.UUIDField(required=False)
+    error = BulkRowErrorSerializer(required=False)
+
+
+class BulkContactsResultSerializer(serializers.Serializer):
+    results = BulkRowResultSerializer(many=True)
 
 
 class LedgerFilterSerializer(StrictSerializer):

@@ -4,6 +4,9 @@ from loyalty.api import views
 
 urlpatterns = [
     path("contacts", views.ContactCollectionView.as_view(), name="contact-list"),
+    # Before contacts/<pk>: these words are not contact ids.
+    path("contacts/changes", views.ContactChangesView.as_view(), name="contact-changes"),
+    path("contacts/bulk", views.ContactBulkView.as_view(), name="contact-bulk"),
     path("contacts/<str:pk>", views.ContactDetailView.as_view(), name="contact-detail"),
     path("contacts/<str:pk>/wallet", views.ContactWalletView.as_view(), name="contact-wallet"),
     path("contacts/<str:pk>/ledger", views.ContactLedgerView.as_view(), name="contact-ledger"),

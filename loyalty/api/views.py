@@ -1,14 +1,22 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
+from core.api.exception_handler import STATUS_BY_KIND, flatten_validation_detail, render_parameters
 from core.api.idempotency import idempotent
 from core.api.serializers import MATCH_KEY_TYPES
 from core.api.views import ApiView, ManagementApiView, get_in_mode_or_404
-from core.exceptions import ValidationError
+from core.exceptions import LimitExceeded, ValidationError
 from loyalty import selectors, services
 from loyalty.api.serializers import (
+    BulkContactRowSerializer,
+    BulkContactsInputSerializer,
+    BulkContactsResultSerializer,
+    ContactChangePageSerializer,
+    ContactChangesQuerySerializer,
+    ContactErasedSerializer,
     ContactInputSerializer,
     ContactSerializer,
     ContactUpdateSerializer,
@@ -20,9 +28,12 @@ from loyalty.api.serializers import (
     TierInputSerializer,
     TierSerializer,
     WalletSerializer,
+    contact_change_page_data,
 )
 from loyalty.models import Account, Contact, EarningRule, LedgerEntry, Tier
+from loyalty.selectors import changes as change_selectors
 from loyalty.selectors import wallets as wallet_selectors
+from loyalty.services import contacts as contact_services
 from loyalty.services import earning as earning_services
 from loyalty.services import tiers as tier_services
 from loyalty.services import wallets as wallet_services
@@ -79,6 +90,97 @@ class ContactCollectionView(ApiView):
         return Response(ContactSerializer(contact).data, status=status.HTTP_201_CREATED)
 
 
+class ContactChangesView(ApiView):
+    @extend_schema(
+        summary="Read contact changes since a cursor (local contact caches)",
+        description="Every committed change to a contact (`created`, `updated`, `identifiers_changed`, "
+        "`tier_changed`, `erased`) in commit order, up to `page_size` (at most 1,000) per page. Each item "
+        "carries the contact as it is now (the representation of GET /contacts/{id}); an erasure carries "
+        "only `{id}` and the contact must be deleted locally. An empty cursor starts from the beginning: "
+        "the primary download gives the latest change of every contact (older superseded changes are "
+        "compacted after the retention). Store `next_cursor` after applying a page and resume from it "
+        "(also after a crash): no change is ever skipped, even when writers commit out of order — a "
+        "change appears once every transaction that started before it has ended. `has_more` false "
+        "means caught up for now: poll again later. A cursor older than the retention gets 409 "
+        "CURSOR_EXPIRED: download everything again from an empty cursor. A cursor that is not ours: "
+        "400 naming `cursor`.",
+        parameters=[
+            OpenApiParameter("cursor", str, description="next_cursor of the previous page; empty = from the start."),
+            OpenApiParameter("page_size", int, description="1 to 1,000 (default 1,000)."),
+        ],
+        responses={200: ContactChangePageSerializer},
+        tags=["contacts"],
+    )
+    def get(self, request):
+        query = ContactChangesQuerySerializer.validated(request.query_params.dict())
+        page = change_selectors.contact_changes_page(
+            livemode=self.livemode, cursor=query["cursor"], page_size=query["page_size"]
+        )
+        return Response(contact_change_page_data(page))
+
+
+def _row_error(status_code: int, code: str, message: str, parameters: list) -> dict:
+    return {"status": status_code, "code": code, "message": message, "parameters": render_parameters(parameters)}
+
+
+class ContactBulkView(ApiView):
+    @extend_schema(
+        summary="Bulk upsert of up to 1,000 contacts by match key",
+        description='`{"contacts": [{match_key, match_key_type, source?, first_name?, last_name?, email?, '
+        "mobile_phone?, birth_date?, external_ids?, consents?, attributes?}]}`. Each row is looked up by its "
+        "match key: found → updated like PATCH /contacts/{id}; not found → created like POST /contacts, "
+        "with the match key as one of its identifiers (an `external_id` key becomes a permanent external "
+        "id, in `source`). Rows are applied in order, each on its own: one bad row never fails the others. "
+        "Answers 200 with one result per row: `{index, status: created|updated|error, contact_id?, "
+        "error?: {status, code, message, parameters}}`; a row whose identifiers belong to another contact "
+        "gets a 409-status error (`DUPLICATE_IDENTIFIER`), a member number that matches nobody 404 "
+        "(member numbers are assigned here). More than 1,000 rows: 400 LIMIT_EXCEEDED naming `contacts`. "
+        "Send an `Idempotency-Key` to make a retry safe.",
+        request=BulkContactsInputSerializer,
+        responses={200: BulkContactsResultSerializer},
+        tags=["contacts"],
+    )
+    @idempotent
+    def post(self, request):
+        rows = request.data.get("contacts") if isinstance(request.data, dict) else None
+        if isinstance(rows, list) and len(rows) > contact_services.BULK_MAX_ROWS:
+            raise LimitExceeded(
+                f"At most {contact_services.BULK_MAX_ROWS} contacts per request; split the batch.",
+                parameters=[LimitExceeded.parameter("contacts", limit=contact_services.BULK_MAX_ROWS, given=len(rows))],
+            )
+        rows = BulkContactsInputSerializer.validated(request.data)["contacts"]
+        results: dict[int, dict] = {}
+        valid_rows = []
+        # One serializer for every row: building its fields per row would cost more than the writes.
+        row_serializer = BulkContactRowSerializer()
+        for index, row in enumerate(rows):
+            try:
+                data = row_serializer.run_validation(row)
+            except DRFValidationError as error:
+                parameters = flatten_validation_detail(error.detail)
+                message = "; ".join(f"{entry['name']}: {entry['message']}" for entry in parameters)
+                results[index] = {
+                    "index": index,
+                    "status": "error",
+                    "error": _row_error(400, "VALIDATION_ERROR", message, parameters),
+                }
+                continue
+            valid_rows.append((index, dict(data)))
+        for outcome in services.contact_bulk_upsert(livemode=self.livemode, rows=valid_rows):
+            result = {"index": outcome.index, "status": outcome.status}
+            if outcome.contact_id is not None:
+                result["contact_id"] = str(outcome.contact_id)
+            if outcome.error is not None:
+                result["error"] = _row_error(
+                    STATUS_BY_KIND.get(outcome.error.kind, 409),
+                    outcome.error.code,
+                    outcome.error.message,
+                    outcome.error.parameters,
+                )
+            results[outcome.index] = result
+        return Response({"results": [results[index] for index in range(len(rows))]})
+
+
 class ContactDetailView(ApiView):
     serializer_class = ContactSerializer
 
@@ -101,6 +203,22 @@ class ContactDetailView(ApiView):
         contact = services.contact_update(contact=self.get_object(), **data)
         contact = selectors.contact_get(livemode=self.livemode, contact_id=contact.pk)
         return Response(ContactSerializer(contact).data)
+
+    @extend_schema(
+        summary="Erase a contact (GDPR)",
+        description="Removes the contact's personal data and identifiers (names, birth date, email, phone, "
+        "attributes, consents, external ids; the member number becomes an unusable `erased-…` tombstone) "
+        "and sets status `erased`. The ledger, balances, transactions and orders are kept, pointing at the "
+        "anonymous contact, so reports still add up; open offer locks are released; a `contact.erased` "
+        "event is emitted. Idempotent: erasing an erased contact answers the same 200 again.",
+        request=None,
+        responses={200: ContactErasedSerializer},
+        tags=["contacts"],
+    )
+    def delete(self, request, pk):
+        contact = selectors.contact_get(livemode=self.livemode, contact_id=pk, with_identifiers=False)
+        contact = services.contact_erase(contact=contact, erased_by=f"api-key:{request.auth.prefix}")
+        return Response(ContactErasedSerializer(contact).data)
 
 
 class ContactWalletView(ApiView):

@@ -14,7 +14,8 @@ from core.exceptions import ValidationError
 from core.selectors import config_cached
 from core.services import outbox_emit
 from loyalty.exceptions import DuplicateTier
-from loyalty.models import Contact, ContactTier, LedgerEntry, Program, Tier, TierHistory
+from loyalty.models import Contact, ContactChange, ContactTier, LedgerEntry, Program, Tier, TierHistory
+from loyalty.services.changes import contact_change_record
 from loyalty.services.wallets import program_for
 
 TIER_FIELDS = ("name", "rank", "threshold", "multiplier", "description", "is_active")
@@ -41,6 +42,7 @@ def _record(contact: Contact, status: ContactTier, new_tier: Tier | None, value:
         reason=reason,
         created_at=now,
     )
+    contact_change_record(livemode=contact.livemode, contact_id=contact.pk, kind=ContactChange.Kind.TIER_CHANGED)
     outbox_emit(
         livemode=contact.livemode,
         event_type="tier.changed",

@@ -259,6 +259,24 @@ def issued_offer_unlock(*, issued_offer_id, transaction_id: str | None = None, a
         )
 
 
+def contact_offer_locks_release(*, contact_id, actor: str = "erasure") -> int:
+    """Release every lock held on the contact's issued offers (a checkout that was pricing them
+    can no longer redeem them); returns how many. Safe to retry: a free offer stays free."""
+    locked_ids = list(
+        IssuedOffer.objects.filter(contact_id=contact_id, status=Status.LOCKED)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    released = 0
+    for issued_offer_id in locked_ids:
+        try:
+            issued_offer_unlock(issued_offer_id=issued_offer_id, actor=actor)
+        except OfferNotAvailable:
+            continue  # redeemed or expired meanwhile: no lock left to release
+        released += 1
+    return released
+
+
 def _check_limits_not_reached(issued: IssuedOffer) -> None:
     """A lock promises a discount: refuse it when the redeem would be refused for the limits
     (the redeem still enforces them with conditional updates)."""

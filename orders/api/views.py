@@ -8,7 +8,7 @@ from core.api.idempotency import idempotent
 from core.api.views import ApiView, get_in_mode_or_404
 from core.baskets import parse_basket_lines
 from core.money import check_currency
-from loyalty.selectors import contact_resolve
+from loyalty.selectors import contact_get, contact_resolve
 from offers.selectors import venue_resolve
 from orders import selectors, services
 from orders.api.serializers import OrderActionSerializer, OrderInputSerializer, order_data
@@ -129,3 +129,17 @@ class CancellationReasonsView(ApiView):
                 ]
             }
         )
+
+
+class ContactExportView(ApiView):
+    @extend_schema(
+        summary="Everything held about a contact (GDPR right of access)",
+        description="One JSON document: profile, identifiers, consents, wallet, ledger, pay-outs, tiers, "
+        "issued offers with their history, purchases with their lines, returns, receipt claims and orders. "
+        "A contact of the other mode is 404.",
+        responses={200: OpenApiTypes.OBJECT},
+        tags=["contacts"],
+    )
+    def get(self, request, pk):
+        contact = contact_get(livemode=self.livemode, contact_id=pk, with_identifiers=False)
+        return Response(selectors.contact_export(contact=contact))
