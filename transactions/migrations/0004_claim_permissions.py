@@ -6,7 +6,10 @@ def grant(apps, schema_editor):
 
     staff_group_permissions_grant(
         apps=apps,
-        grants={"Marketers": {"transactions.claim": ("view",)}, "Integration admins": {"transactions.claim": ("view",)}},
+        grants={
+            "Marketers": {"transactions.claim": ("view",)},
+            "Integration admins": {"transactions.claim": ("view",)},
+        },
     )
 
 
