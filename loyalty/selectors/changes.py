@@ -92,8 +92,8 @@ class ContactChangePage:
 def contact_changes_page(*, livemode: bool, cursor: str = "", page_size: int = MAX_PAGE_SIZE) -> ContactChangePage:
     """Up to `page_size` changes after `cursor`, oldest first, with the changed contacts as they
     are now (erased or vanished contacts are absent from `contacts`; each present one carries its
-    external ids in `external_id_pairs`). `next_cursor` is always
-    set: resuming from it after any crash neither skips nor repeats a change.
+    external ids in `external_id_pairs`). `next_cursor` is always set: resuming from it after
+    any crash neither skips nor repeats a change.
 
     Raises ValidationError (a cursor that is not ours) and CursorExpired (older than a purge).
     """
@@ -109,9 +109,9 @@ def contact_changes_page(*, livemode: bool, cursor: str = "", page_size: int = M
         # Only rows of transactions that have all ended: none can still commit behind them. Read
         # first, as a value: xmin only grows, so every row below it is final for the next
         # statement too, and a literal bound lets the planner walk the index in feed order.
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {_SNAPSHOT_XMIN_SQL}")
-            (snapshot_xmin,) = cursor.fetchone()
+        with connection.cursor() as database_cursor:
+            database_cursor.execute(f"SELECT {_SNAPSHOT_XMIN_SQL}")
+            (snapshot_xmin,) = database_cursor.fetchone()
         changes = changes.filter(xid__lt=snapshot_xmin)
     rows = [
         ChangeRow(*values)
