@@ -6,11 +6,12 @@ class TransactionsConfig(AppConfig):
     verbose_name = "Transactions"
 
     def ready(self) -> None:
-        from loyalty.services.contacts import identifiers_added_hook
-        from transactions.services.processing import unmatched_attach
+        from loyalty.services.contacts import identifiers_added_batch_hook
+        from transactions.services.processing import unmatched_attach_many
 
-        # A contact who gains an identifier collects the purchases that were waiting for it.
-        identifiers_added_hook(lambda contact_id: unmatched_attach(contact_id=contact_id))
+        # A contact who gains an identifier collects the purchases that were waiting for it
+        # (one call per write, whether it touched one contact or a bulk of a thousand).
+        identifiers_added_batch_hook(lambda contact_ids: unmatched_attach_many(contact_ids=contact_ids))
 
         from loyalty.services.erasure import contact_erased_hook
         from transactions.services.erasure import contact_transactions_anonymise

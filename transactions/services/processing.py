@@ -299,6 +299,14 @@ def unmatched_attach(*, contact_id) -> int:
     return attached
 
 
+def unmatched_attach_many(*, contact_ids) -> int:
+    """`unmatched_attach` for many contacts (bulk writes); one cheap query when no purchase is
+    waiting at all, which is the usual case."""
+    if not Transaction.objects.filter(status=Status.UNMATCHED).exists():
+        return 0
+    return sum(unmatched_attach(contact_id=contact_id) for contact_id in contact_ids)
+
+
 def queued_sweep(*, older_than_seconds: int = 60, batch_size: int = 1000) -> int:
     """Enqueue purchases stored but not processed for a while (their enqueue was lost: broker
     down, process killed after commit). Processing is idempotent, so a double enqueue is
