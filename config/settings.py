@@ -180,7 +180,7 @@ MEMBER_NUMBER_PREFIX = env("MEMBER_NUMBER_PREFIX", default="7")
 # --- Celery ----------------------------------------------------------------------------------
 # No broker configured: run tasks in-process so the embedded default works without Redis.
 CELERY_TASK_ALWAYS_EAGER = not env("CELERY_BROKER_URL", default="")
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="") or "memory://"
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="") or "memory://localhost/"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
