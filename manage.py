@@ -5,6 +5,8 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    # One-off commands may run without SECRET_KEY (see config/settings.py); servers may not.
+    os.environ.setdefault("LOYALTY_MANAGEMENT_COMMAND", "1")
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

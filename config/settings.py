@@ -4,10 +4,13 @@ Embedded default (nothing set): SQLite file, local-memory cache, Celery tasks ru
 Production shape: DATABASE_URL=postgres://..., REDIS_URL=redis://..., CELERY_BROKER_URL=redis://...
 """
 
+import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -15,8 +18,17 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-# Required outside DEBUG: a missing key must stop the process, not fall back silently.
-SECRET_KEY = env("SECRET_KEY", default="insecure-development-key-only-for-debug") if DEBUG else env("SECRET_KEY")
+# Required outside DEBUG for every process that serves or works (gunicorn, Celery): a missing key
+# stops it. One-off management commands (makemigrations, create_api_key, …) sign nothing that
+# outlives them, so they may run with a throw-away key rather than fail.
+SECRET_KEY = env("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if DEBUG:
+        SECRET_KEY = "insecure-development-key-only-for-debug"
+    elif os.environ.get("LOYALTY_MANAGEMENT_COMMAND") == "1":
+        SECRET_KEY = secrets.token_urlsafe(50)
+    else:
+        raise ImproperlyConfigured("Set the SECRET_KEY environment variable (or DEBUG=1 for development).")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
