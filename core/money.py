@@ -6,7 +6,7 @@ Points are plain integers and never pass through here.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 
 from core.exceptions import ValidationError
 
@@ -85,11 +85,6 @@ def to_minor(amount: Decimal | str | int, currency: str, *, field: str = "amount
     return int(scaled)
 
 
-def from_minor(minor: int, currency: str) -> Decimal:
-    exponent = CURRENCY_EXPONENTS[currency]
-    return Decimal(minor).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent))
-
-
 def format_minor(minor: int, currency: str) -> str:
     """Minor units as the API writes money: a decimal string with the currency's decimals.
     (Integer arithmetic: responses can carry thousands of amounts.)"""
@@ -98,7 +93,3 @@ def format_minor(minor: int, currency: str) -> str:
         return str(minor)
     whole, fraction = divmod(abs(minor), 10**exponent)
     return f"{'-' if minor < 0 else ''}{whole}.{fraction:0{exponent}d}"
-
-
-def round_half_up(value: Decimal) -> int:
-    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))

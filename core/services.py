@@ -176,7 +176,10 @@ def outbox_emit(*, livemode: bool, event_type: str, payload: dict[str, Any]) -> 
     """Record a domain event. Call inside the transaction that makes the change it reports.
     With a broker, delivery starts right after commit (beat also sweeps every few seconds)."""
     OutboxEvent.objects.create(livemode=livemode, event_type=event_type, payload=payload)
-    if not settings.CELERY_TASK_ALWAYS_EAGER:
+    # One dispatch per commit, however many events the transaction wrote (a purchase writes
+    # several); outside a transaction on_commit runs at once.
+    pending = transaction.get_connection().run_on_commit
+    if not settings.CELERY_TASK_ALWAYS_EAGER and not any(item[1] is _dispatch_soon for item in pending):
         transaction.on_commit(_dispatch_soon)
 
 

@@ -73,9 +73,6 @@ class ErrorDocumentingAutoSchema(AutoSchema):
                 )
         return responses
 
-    def _is_create_operation(self) -> bool:
-        return getattr(self.view, "action", None) == "create"
-
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "core.api.authentication.ApiKeyAuthentication"

@@ -196,3 +196,11 @@ def test_the_message_body_names_the_type_and_carries_the_payload(receiver):
     webhooks_dispatch()
     body = json.loads(server.requests[0][1])
     assert (body["type"], body["data"], body["livemode"]) == ("order.placed", {"order_id": "o1"}, False)
+
+
+def test_a_transaction_writing_several_events_asks_for_one_dispatch(settings, django_capture_on_commit_callbacks):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+        for index in range(3):
+            outbox_emit(livemode=False, event_type="a", payload={"n": index})
+    assert len(callbacks) == 1
