@@ -117,6 +117,25 @@ class OutboxEvent(models.Model):
         return f"{self.event_type} {self.event_id}"
 
 
+class MessageVariant(models.Model):
+    """A message shape configured for an external system: a JSON template whose string values
+    may name facts of the event (`"{{ contact.member_number }}"`). A campaign's message outcome
+    and an external offer's `offer.issued` carry the rendered message (core.messages)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100, unique=True)
+    description = models.CharField(max_length=200, blank=True)
+    template = models.JSONField(
+        default=dict,
+        help_text='JSON object; strings like "{{ contact.member_number }}" are filled in from the event\'s facts.',
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class WebhookEndpoint(LivemodeModel):
     """Where domain events are delivered, signed in the Standard Webhooks form with `secret`
     (shown once, at creation). Disabled automatically after too many failures in a row, or at

@@ -87,6 +87,14 @@ class Offer(LivemodeModel):
     priority = models.IntegerField(default=0, help_text="Higher applies first.")
     is_exclusive = models.BooleanField(default=False, help_text="Cannot be combined with other offers.")
     is_external = models.BooleanField(default=False, help_text="Redemptions come back from an external system.")
+    message_variant = models.ForeignKey(
+        "core.MessageVariant",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="External offers: the message shape `offer.issued` carries to the external system.",
+    )
     # Counters (atomic updates only)
     issued_count = models.PositiveIntegerField(default=0, editable=False)
     redeemed_count = models.PositiveIntegerField(default=0, editable=False)
