@@ -1,6 +1,6 @@
 """Contact change feed and bulk contact writes, in-process with DRF's APIClient on PostgreSQL.
 
-    .venv/bin/python bench/change_feed.py [--contacts 100000]
+    .venv/bin/python bench/change_feed.py [--contacts 100000] [--http]
 
 Against a fresh database `loyalty_bench_feed`, measures:
   1. POST /contacts/bulk: 10,000 new contacts in 10 requests of 1,000 (total time), then the same
@@ -9,17 +9,22 @@ Against a fresh database `loyalty_bench_feed`, measures:
      of 1,000 (contacts per second) and the p95 latency of one page of 1,000.
 Targets: bulk write of 10,000 contacts <= 3 s; page of 1,000 p95 <= 100 ms; full scan >= 10,000
 contacts/s. In-process: no HTTP server or network in the figures, but the whole DRF stack
-(authentication, throttling, validation, serialization, JSON rendering) is.
+(authentication, throttling, validation, serialization, JSON rendering) is. In-process, the
+client's own parsing of each page shares the server's heap (and its garbage collections);
+`--http` also reads the feed from a gunicorn worker over loopback HTTP, client and server in
+separate processes as deployed.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import time
+from urllib.parse import urlencode
 
-from common import percentiles, use_database
+from common import Server, percentiles, use_database
 
 BATCH = 1000
 
@@ -69,6 +74,21 @@ def full_scan(client, expected_contacts: int) -> tuple[float, list[float], int, 
     return time.perf_counter() - started, latencies, changes, len(contacts)
 
 
+class HttpClient:
+    """`client.get(path, params)` over one keep-alive HTTP connection (what full_scan needs)."""
+
+    def __init__(self, port: int, key: str) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.headers = {"Authorization": f"Api-Key {key}"}
+
+    def get(self, path: str, params: dict):
+        self.connection.request("GET", f"{path}?{urlencode(params)}", headers=self.headers)
+        response = self.connection.getresponse()
+        response.content = response.read()
+        assert response.status == 200, response.content[:500]
+        return response
+
+
 def wait_until_visible(client, expected_changes: int) -> None:
     """The feed shows a change once every transaction older than it has ended (any session)."""
     deadline = time.monotonic() + 60
@@ -83,6 +103,7 @@ def wait_until_visible(client, expected_changes: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--http", action="store_true", help="also read the feed from gunicorn over HTTP")
     arguments = parser.parse_args()
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
     os.environ["DEBUG"] = "0"
@@ -140,6 +161,19 @@ def main() -> None:
         f"change feed, full scan: {changes:,} changes of {contacts:,} contacts in {seconds:.2f} s = "
         f"{contacts / seconds:,.0f} contacts/s, {changes / seconds:,.0f} changes/s   (target >= 10,000 contacts/s)"
     )
+    if arguments.http:
+        server = Server(port=8097, workers=1)
+        try:
+            http_client = HttpClient(server.port, raw_key)
+            full_scan(http_client, filled)  # warm-up: the worker's imports and connection
+            seconds, latencies, changes, contacts = full_scan(http_client, filled)
+        finally:
+            server.stop()
+        full_pages = latencies[:-1] or latencies
+        print(f"over HTTP (gunicorn), page of 1,000 contacts:       {percentiles(full_pages)}")
+        print(
+            f"over HTTP (gunicorn), full scan: {contacts / seconds:,.0f} contacts/s, {changes / seconds:,.0f} changes/s"
+        )
 
 
 if __name__ == "__main__":

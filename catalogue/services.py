@@ -9,8 +9,17 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 
 from catalogue.exceptions import DuplicateNumber, DuplicateSku
-from catalogue.models import Brand, Merchant, Product, ProductFamily, Venue, validate_time_zone
-from core.exceptions import ValidationError
+from catalogue.models import (
+    MAX_CATALOGUE_RESTRICTIONS,
+    Brand,
+    CatalogueRestriction,
+    Merchant,
+    Product,
+    ProductFamily,
+    Venue,
+    validate_time_zone,
+)
+from core.exceptions import LimitExceeded, ValidationError
 
 MERCHANT_FIELDS = ("number", "name")
 VENUE_FIELDS = ("number", "name", "time_zone", "address", "is_active")
@@ -113,3 +122,29 @@ def product_update(*, product: Product, **changes: Any) -> Product:
     _apply_classification(product, changes)
     product.save()
     return product
+
+
+RESTRICTION_MODES = ("include", "exclude")
+
+
+def restrictions_check(restrictions: list[dict[str, str]], *, owner: str) -> list[tuple[str, str, str]]:
+    """The catalogue restrictions of an offer or a campaign (`[{mode?, kind, value}]`) as sorted,
+    de-duplicated (mode, kind, value) triples. Raises LimitExceeded beyond 50 and
+    ValidationError naming `restrictions.N.field`."""
+    if len(restrictions) > MAX_CATALOGUE_RESTRICTIONS:
+        raise LimitExceeded(
+            f"At most {MAX_CATALOGUE_RESTRICTIONS} catalogue restrictions per {owner}; got {len(restrictions)}.",
+            parameters=[LimitExceeded.parameter("restrictions", limit=MAX_CATALOGUE_RESTRICTIONS)],
+        )
+    triples = set()
+    for index, restriction in enumerate(restrictions):
+        mode = restriction.get("mode", "include")
+        kind, value = restriction.get("kind"), (restriction.get("value") or "").strip()
+        if mode not in RESTRICTION_MODES:
+            raise ValidationError.for_field(f"restrictions.{index}.mode", "Use include or exclude.")
+        if kind not in CatalogueRestriction.Kind.values:
+            raise ValidationError.for_field(f"restrictions.{index}.kind", "Use sku, family or brand.")
+        if not value:
+            raise ValidationError.for_field(f"restrictions.{index}.value", "A value is required.")
+        triples.add((mode, kind, value))
+    return sorted(triples)

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "offers",
     "transactions",
     "orders",
+    "campaigns",
 ]
 
 MIDDLEWARE = [
@@ -183,6 +184,9 @@ CONTACT_CHANGES_RETENTION_DAYS = env.int("CONTACT_CHANGES_RETENTION_DAYS", defau
 
 PHONE_DEFAULT_REGION = env("PHONE_DEFAULT_REGION", default="SE")
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# How long a worker holds a delivery it is sending; a killed worker's delivery comes due again
+# after it. Keep it above the timeout, or a slow receiver gets the message twice.
+WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=60)
 WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=20)
 OFFER_LOCK_TTL_SECONDS = env.int("OFFER_LOCK_TTL_SECONDS", default=900)
 # On PostgreSQL a ledger credit is one SQL statement (one round trip); off = the portable path.
@@ -218,6 +222,9 @@ CELERY_BEAT_SCHEDULE = {
     "expire-issued-offers": {"task": "offers.issued_offers_expire", "schedule": timedelta(minutes=15)},
     "dispatch-webhooks": {"task": "core.webhooks_dispatch", "schedule": timedelta(seconds=10)},
     "sweep-queued-transactions": {"task": "transactions.sweep_queued", "schedule": timedelta(minutes=1)},
+    "sweep-queued-events": {"task": "campaigns.sweep_queued_events", "schedule": timedelta(minutes=1)},
+    "campaign-statuses": {"task": "campaigns.statuses_refresh", "schedule": timedelta(minutes=1)},
+    "birthdays": {"task": "campaigns.birthdays_raise", "schedule": timedelta(hours=1)},
 }
 
 # --- Admin theme -----------------------------------------------------------------------------

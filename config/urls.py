@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("catalogue.api.urls")),
     path("", include("offers.api.urls")),
     path("", include("orders.api.urls")),
+    path("", include("campaigns.api.urls")),
     path("", include("core.api.urls")),
 ]
 

@@ -1,3 +1,5 @@
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
@@ -11,7 +13,9 @@ from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationFo
 from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget
 
 from core import services, webhooks
-from core.models import ApiKey, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from core.exceptions import DomainError
+from core.messages import SAMPLE_FACTS, message_render, message_template_check
+from core.models import ApiKey, MessageVariant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 
 def environment_badge(request):
@@ -129,8 +133,23 @@ class WebhookAttemptInline(TabularInline):
         return False
 
 
+class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(max_length=500, assume_scheme="https")
+    event_types = forms.MultipleChoiceField(
+        choices=sorted((name, f"{name}: {description}") for name, description in webhooks.EVENT_TYPES.items()),
+        required=False,
+        widget=UnfoldAdminCheckboxSelectMultipleWidget,
+        help_text="None ticked = every event type.",
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ("url", "description", "event_types", "is_active", "livemode")
+
+
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(ModelAdmin):
+    form = WebhookEndpointForm
     list_display = ("url", "event_types", "is_active", "consecutive_failures", "disabled_reason", "livemode")
     list_filter = ("is_active", "livemode")
     readonly_fields = ("consecutive_failures", "disabled_reason", "created_at")
@@ -199,3 +218,69 @@ class WebhookDeliveryAdmin(ModelAdmin):
         for delivery in queryset:
             webhooks.delivery_resend(delivery=delivery)
         self.message_user(request, f"{queryset.count()} delivery(ies) queued again.")
+
+
+class MessageVariantForm(forms.ModelForm):
+    class Meta:
+        model = MessageVariant
+        fields = ("name", "description", "livemode", "template")
+
+    def clean_template(self):
+        template = self.cleaned_data.get("template")
+        try:
+            message_template_check(template)  # the same rule as the management API
+        except DomainError as error:
+            where = error.parameters[0]["name"] if error.parameters else "template"
+            raise forms.ValidationError(f"{where}: {error.message}") from None
+        return template
+
+    def clean(self):
+        cleaned = super().clean()
+        # The mode is not on the change form (fixed), so the model's unique constraint is not
+        # checked there: name the clash here rather than let the service's Conflict escape.
+        livemode = cleaned.get("livemode", self.instance.livemode)
+        name = (cleaned.get("name") or "").strip()
+        taken = MessageVariant.objects.filter(livemode=livemode, name=name).exclude(pk=self.instance.pk)
+        if name and taken.exists():
+            self.add_error("name", "A message variant with this name already exists in this mode.")
+        return cleaned
+
+
+@admin.register(MessageVariant)
+class MessageVariantAdmin(ModelAdmin):
+    form = MessageVariantForm
+    list_display = ("name", "description", "livemode", "updated_at")
+    list_filter = ("livemode",)
+    search_fields = ("name", "description")
+    readonly_fields = ("preview", "created_at", "updated_at")
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("name", "description", "livemode", "template")
+        return ("name", "description", "livemode", "template", "preview", "created_at", "updated_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:
+            # Offers and campaigns of its mode name the variant: the mode is fixed once it exists.
+            return (*self.readonly_fields, "livemode")
+        return self.readonly_fields
+
+    @display(description="Preview (sample facts)")
+    def preview(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        rendered = json.dumps(message_render(obj.template, SAMPLE_FACTS), indent=2, ensure_ascii=False)
+        return format_html('<pre class="text-xs whitespace-pre-wrap">{}</pre>', rendered)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            services.message_variant_update(
+                variant=obj, **{name: data[name] for name in services.MESSAGE_VARIANT_FIELDS if name in data}
+            )
+            return
+        created = services.message_variant_create(
+            livemode=data["livemode"], name=data["name"], description=data["description"], template=data["template"]
+        )
+        obj.__dict__.update(created.__dict__)
+        obj._state.adding = False

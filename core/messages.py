@@ -13,6 +13,38 @@ from typing import Any
 
 from core.exceptions import ValidationError
 
+# The facts events fill templates with, as the admin's preview shows them (offers.services.issued
+# builds contact/offer/issued_offer; campaigns add campaign, transaction and event).
+SAMPLE_FACTS: dict[str, Any] = {
+    "contact": {
+        "id": "6f1c2d3e-0000-4000-8000-000000000001",
+        "member_number": "700000000018",
+        "email": "ana.lind@example.com",
+        "mobile_phone": "+46707234567",
+        "first_name": "Ana",
+        "last_name": "Lind",
+    },
+    "offer": {
+        "id": "6f1c2d3e-0000-4000-8000-000000000002",
+        "name": "10 % off coffee",
+        "description": "Any coffee, any size.",
+        "image_url": "https://example.com/coffee.png",
+        "terms": "One per visit.",
+        "benefit_type": "percent_off",
+        "benefit_value": "10",
+        "currency": None,
+        "valid_from": "2026-01-01T00:00:00+00:00",
+        "valid_until": "2026-12-31T23:59:59+00:00",
+    },
+    "issued_offer": {
+        "id": "6f1c2d3e-0000-4000-8000-000000000003",
+        "external_reference": "VENDOR-42",
+        "issued_at": "2026-06-01T09:30:00+00:00",
+        "expires_at": "2026-06-30T23:59:59+00:00",
+    },
+    "campaign": {"id": "6f1c2d3e-0000-4000-8000-000000000004", "name": "Welcome"},
+}
+
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*\}\}")
 WHOLE_PLACEHOLDER = re.compile(r"^\s*\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*\}\}\s*$")
 MAX_TEMPLATE_FIELDS = 200

@@ -1,10 +1,14 @@
-"""Platform models: API keys and idempotency records.
+"""Platform models: API keys, idempotency records, the outbox and webhooks, message variants.
 
 - `ApiKey`: only a hash of the key is stored; the key's prefix (`lk_live_…`/`lk_test_…`) is
   the primary key, so the prefix is unique by construction. `livemode` fixes which data the key
   sees; `scopes` which endpoints it may call.
 - `IdempotencyRecord`: unique per (api key, Idempotency-Key); the first request to insert the
   row owns it, so two concurrent requests with one key can never both run.
+- `OutboxEvent`: a domain event written in the transaction of the change it reports;
+  `WebhookDelivery` is unique per (endpoint, event): an event is fanned out to an endpoint once
+  (and delivered at least once).
+- `MessageVariant`: a JSON message template; names unique per mode.
 - `LivemodeModel`: the abstract base for every root object (`livemode` separates test data
   from live data; queries always filter on it).
 """
@@ -117,13 +121,15 @@ class OutboxEvent(models.Model):
         return f"{self.event_type} {self.event_id}"
 
 
-class MessageVariant(models.Model):
+class MessageVariant(LivemodeModel):
     """A message shape configured for an external system: a JSON template whose string values
     may name facts of the event (`"{{ contact.member_number }}"`). A campaign's message outcome
-    and an external offer's `offer.issued` carry the rendered message (core.messages)."""
+    and an external offer's `offer.issued` carry the rendered message (core.messages). Names are
+    unique per mode; like every piece of program configuration, a variant belongs to one mode, so
+    a test key can never change what live messages look like."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100)
     description = models.CharField(max_length=200, blank=True)
     template = models.JSONField(
         default=dict,
@@ -131,6 +137,11 @@ class MessageVariant(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["livemode", "name"], name="message_variant_name_unique_per_mode"),
+        ]
 
     def __str__(self) -> str:
         return self.name

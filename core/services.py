@@ -1,18 +1,20 @@
-"""Writes of the platform kernel: API keys, idempotency records, the outbox, retention."""
+"""Writes of the platform kernel: API keys, idempotency records, the outbox, retention, message
+variants."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import ProtectedError, Q
 from django.utils import timezone
 
-from core.exceptions import IdempotencyInFlight, IdempotencyMismatch, ValidationError
-from core.models import ApiKey, IdempotencyRecord, OutboxEvent
+from core.exceptions import Conflict, IdempotencyInFlight, IdempotencyMismatch, ValidationError
+from core.messages import message_template_check
+from core.models import ApiKey, IdempotencyRecord, MessageVariant, OutboxEvent
 
 VALID_SCOPES = {choice.value for choice in ApiKey.Scope}
 
@@ -138,6 +140,59 @@ def personal_data_purge(*, now: datetime | None = None, batch_size: int = 5000) 
     }
 
 
+# --- message variants -------------------------------------------------------------------------
+
+MESSAGE_VARIANT_FIELDS = ("name", "description", "template")
+
+
+def _message_variant_save(variant: MessageVariant) -> MessageVariant:
+    variant.name = (variant.name or "").strip()
+    if not variant.name:
+        raise ValidationError.for_field("name", "A message variant needs a name.")
+    message_template_check(variant.template)
+    try:
+        with transaction.atomic():
+            variant.save()
+    except IntegrityError:
+        # The unique constraint decides a race between two writers of one name.
+        raise Conflict(
+            "A message variant with this name already exists in this mode.",
+            parameters=[Conflict.parameter("name", value=variant.name)],
+        ) from None
+    return variant
+
+
+def message_variant_create(*, livemode: bool, name: str, template: Any, description: str = "") -> MessageVariant:
+    """A new variant. Raises ValidationError (no name, a malformed template) and Conflict (the
+    name is taken in this mode)."""
+    return _message_variant_save(
+        MessageVariant(livemode=livemode, name=name, description=description, template=template)
+    )
+
+
+def message_variant_update(*, variant: MessageVariant, **changes: Any) -> MessageVariant:
+    """Change name, description or template (the mode is fixed: offers and campaigns of that mode
+    name it). Raises like `message_variant_create`; nothing is saved when it raises."""
+    for name in MESSAGE_VARIANT_FIELDS:
+        if name in changes:
+            setattr(variant, name, changes[name])
+    return _message_variant_save(variant)
+
+
+def message_variant_delete(*, variant: MessageVariant) -> None:
+    """Delete a variant nothing uses. Raises Conflict while an offer or a campaign names it (their
+    messages would silently stop)."""
+    try:
+        with transaction.atomic():
+            variant.delete()
+    except ProtectedError as error:
+        users = sorted({f"{row._meta.verbose_name} {row.pk}" for row in error.protected_objects})
+        raise Conflict(
+            f"The message variant is in use by {len(users)} object(s); remove it from them first.",
+            parameters=[Conflict.parameter("id", value=str(variant.pk), used_by=users[:10])],
+        ) from None
+
+
 STAFF_GROUPS = ("Marketers", "Order agents", "Integration admins")
 
 
@@ -172,10 +227,48 @@ def staff_group_permissions_grant(*, apps, grants: dict[str, dict[str, tuple[str
             group.permissions.add(*permissions)
 
 
+# In-process listeners of domain events (upper apps, e.g. campaigns reacting to a registration
+# or a tier change): called inside the transaction that writes the event, so whatever they
+# record commits or rolls back with the change.
+OUTBOX_LISTENERS: dict[str, list[Callable[[bool, dict[str, Any]], None]]] = {}
+
+
+def outbox_listener(*event_types: str):
+    """Register `function(livemode, payload)` for these event types."""
+
+    def register(function):
+        for event_type in event_types:
+            OUTBOX_LISTENERS.setdefault(event_type, []).append(function)
+        return function
+
+    return register
+
+
 def outbox_emit(*, livemode: bool, event_type: str, payload: dict[str, Any]) -> None:
     """Record a domain event. Call inside the transaction that makes the change it reports.
     With a broker, delivery starts right after commit (beat also sweeps every few seconds)."""
     OutboxEvent.objects.create(livemode=livemode, event_type=event_type, payload=payload)
+    for listener in OUTBOX_LISTENERS.get(event_type, ()):
+        listener(livemode, payload)
+    _dispatch_after_commit()
+
+
+def outbox_emit_many(*, livemode: bool, events: Iterable[tuple[str, dict[str, Any]]]) -> int:
+    """Record many domain events `(event_type, payload)` with one INSERT: `outbox_emit` for bulk
+    writes, with the same contract (call inside the transaction of the change; listeners are
+    called for each event). Returns how many were recorded."""
+    rows = [OutboxEvent(livemode=livemode, event_type=event_type, payload=payload) for event_type, payload in events]
+    if not rows:
+        return 0
+    OutboxEvent.objects.bulk_create(rows)
+    for row in rows:
+        for listener in OUTBOX_LISTENERS.get(row.event_type, ()):
+            listener(livemode, row.payload)
+    _dispatch_after_commit()
+    return len(rows)
+
+
+def _dispatch_after_commit() -> None:
     # One dispatch per commit, however many events the transaction wrote (a purchase writes
     # several); outside a transaction on_commit runs at once.
     pending = transaction.get_connection().run_on_commit

@@ -3,8 +3,9 @@
 1. fan-out: outbox events not yet dispatched become one WebhookDelivery per subscribed active
    endpoint of their mode (unique per endpoint and event), in the same transaction that marks
    the events dispatched (`FOR UPDATE SKIP LOCKED`, so workers share the work).
-2. lease: due deliveries are claimed by pushing `next_attempt_at` forward by a lease in a short
-   transaction; the HTTP call happens outside any transaction.
+2. lease: due deliveries are claimed by pushing `next_attempt_at` forward by a lease
+   (WEBHOOK_LEASE_SECONDS, 60 s by default) in a short transaction; the HTTP call happens
+   outside any transaction.
 3. record: the attempt is logged; 2xx ends it; 410 disables the endpoint at once; anything else
    schedules a retry with exponential backoff and jitter (honouring Retry-After), and a run of
    failures disables the endpoint. A worker killed mid-delivery loses nothing: its lease runs
@@ -33,10 +34,46 @@ from core.exceptions import ValidationError
 from core.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
-LEASE = timedelta(seconds=60)
 MAX_ATTEMPTS = 12
 BACKOFF_BASE_SECONDS = 5
 BACKOFF_MAX_SECONDS = 3600
+
+# Every event type written to the outbox, with what it reports (docs/WEBHOOKS.md has each
+# one's `data`). Endpoints may only subscribe to these, so a typo is refused instead of
+# silently receiving nothing; a test checks that every `event_type=` in the code is listed.
+EVENT_TYPES: dict[str, str] = {
+    "contact.created": "A contact was registered (API, bulk write or admin).",
+    "contact.updated": "A contact's profile, status, consents or identifiers changed.",
+    "contact.erased": "A contact's personal data was erased (GDPR); only the id remains.",
+    "tier.changed": "A contact moved up or down a tier.",
+    "payout.requested": "Money spent with back-end reduction is owed back to the contact.",
+    "offer.issued": "An offer was put in a contact's wallet (external offers carry their message).",
+    "offer.locked": "An issued offer was bound to a transaction at checkout.",
+    "offer.redeemed": "An issued offer was redeemed (at a till, over the API or by an external system).",
+    "offer.reinstated": "A redemption was undone; the issued offer is available again.",
+    "transaction.processed": "A purchase was processed: points awarded.",
+    "transaction.voided": "A purchase was cancelled: its awards and spends reversed.",
+    "return.processed": "Returned goods: the points of the returned lines were taken back.",
+    "order.placed": "A contact placed an order for a venue to fulfil.",
+    "order.completed": "An agent completed an order; its purchase was recorded.",
+    "order.cancelled": "An agent cancelled an order, with a reason.",
+    "campaign.message": "A campaign's message outcome: the rendered message for an external system.",
+}
+
+
+def lease_seconds() -> float:
+    """How long a leased delivery is kept from other workers: read at each lease, so a setting
+    (WEBHOOK_LEASE_SECONDS) or a test can shorten it. Keep it above WEBHOOK_TIMEOUT_SECONDS, or a
+    slow receiver gets the same message from a second worker while the first is still waiting."""
+    return settings.WEBHOOK_LEASE_SECONDS
+
+
+def event_types_check(event_types: list[str] | None) -> list[str]:
+    """The subscription, sorted and without repeats; raises ValidationError naming unknown types."""
+    unknown = sorted({event_type for event_type in event_types or [] if event_type not in EVENT_TYPES})
+    if unknown:
+        raise ValidationError.for_field("event_types", f"Unknown event type(s): {', '.join(unknown)}.", value=unknown)
+    return sorted(set(event_types or []))
 
 
 def webhook_secret_generate() -> str:
@@ -46,13 +83,14 @@ def webhook_secret_generate() -> str:
 def webhook_endpoint_create(
     *, livemode: bool, url: str, event_types: list[str] | None = None, description: str = ""
 ) -> WebhookEndpoint:
-    """The endpoint with a new secret (return it to the caller once; it is needed to verify)."""
+    """The endpoint with a new secret (return it to the caller once; it is needed to verify).
+    Raises ValidationError (not an http(s) URL, an unknown event type)."""
     if not url.startswith(("https://", "http://")):
         raise ValidationError.for_field("url", "An http(s) URL is required.")
     return WebhookEndpoint.objects.create(
         livemode=livemode,
         url=url,
-        event_types=sorted(set(event_types or [])),
+        event_types=event_types_check(event_types),
         description=description,
         secret=webhook_secret_generate(),
     )
@@ -94,7 +132,9 @@ def deliveries_lease(*, batch_size: int = 50, now: datetime | None = None) -> li
             .select_related("endpoint", "event")
             .order_by("next_attempt_at", "id")[:batch_size]
         )
-        WebhookDelivery.objects.filter(pk__in=[d.pk for d in due]).update(next_attempt_at=now + LEASE)
+        WebhookDelivery.objects.filter(pk__in=[d.pk for d in due]).update(
+            next_attempt_at=now + timedelta(seconds=lease_seconds())
+        )
     return due
 
 
@@ -194,13 +234,16 @@ def delivery_attempt(*, delivery: WebhookDelivery) -> WebhookAttempt:
     return attempt
 
 
-def webhooks_dispatch(*, max_deliveries: int = 500) -> int:
+DISPATCH_BATCH = 200  # attempts per dispatch task; a backlog continues in a new task
+
+
+def webhooks_dispatch(*, max_deliveries: int = DISPATCH_BATCH) -> int:
     """Fan out new events and send what is due; returns the attempts made."""
     while events_fan_out():
         pass
     made = 0
     while made < max_deliveries:
-        leased = deliveries_lease()
+        leased = deliveries_lease(batch_size=min(50, max_deliveries - made))
         if not leased:
             break
         disabled: set = set()
@@ -227,12 +270,14 @@ def delivery_resend(*, delivery: WebhookDelivery) -> None:
 
 def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes) -> WebhookEndpoint:
     """Change url, description, event types or the active flag (re-activating clears the run of
-    failures and the reason it was disabled)."""
+    failures and the reason it was disabled). Raises ValidationError like the creation."""
+    if "url" in changes and not changes["url"].startswith(("https://", "http://")):
+        raise ValidationError.for_field("url", "An http(s) URL is required.")
+    if "event_types" in changes:
+        endpoint.event_types = event_types_check(changes["event_types"])
     for name in ("url", "description"):
         if name in changes:
             setattr(endpoint, name, changes[name])
-    if "event_types" in changes:
-        endpoint.event_types = sorted(set(changes["event_types"] or []))
     if "is_active" in changes:
         endpoint.is_active = changes["is_active"]
         if endpoint.is_active:

@@ -11,6 +11,7 @@ from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextareaWidget
 
 from core.exceptions import DomainError
 from loyalty.models import Tier
+from offers import selectors
 from offers.models import IssuedOffer, IssuedOfferTransition, Offer, OfferIssueJob, OfferRestriction
 from offers.services import bulk, definitions, issued
 
@@ -69,12 +70,24 @@ class OfferForm(forms.ModelForm):
             "priority",
             "is_exclusive",
             "is_external",
+            "message_variant",
         )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        variants = self.fields.get("message_variant")
+        if variants is not None:
+            # Names are unique per mode only: say which mode each one is (check_offer refuses
+            # a variant of the other mode).
+            variants.label_from_instance = lambda variant: f"{variant.name} ({'live' if variant.livemode else 'test'})"
+            variants.help_text = "External offers: the message offer.issued carries (Message variants in Core)."
 
     def clean(self):
         cleaned = super().clean()
         candidate = Offer(**{name: cleaned.get(name) for name in definitions.OFFER_FIELDS if name in cleaned})
         candidate.benefit_value = cleaned.get("benefit_value") or 0
+        candidate.livemode = cleaned.get("livemode", self.instance.livemode)
+        candidate.message_variant = cleaned.get("message_variant")
         try:
             definitions.check_offer(candidate)  # the same rules as the management API
         except DomainError as error:
@@ -122,12 +135,27 @@ class OfferAdmin(ModelAdmin):
                     "budget_amount",
                     "priority",
                     "is_exclusive",
-                    "is_external",
                 )
             },
         ),
+        ("External offer system", {"fields": ("is_external", "message_variant")}),
         ("Counters", {"fields": ("issued_count", "redeemed_count", "discount_given")}),
     )
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.save()
+            return
+        # Never write the counters back: redemptions move them with conditional UPDATEs, and a
+        # redemption landing while the form was open would otherwise be undone.
+        counters = {"issued_count", "redeemed_count", "discount_given"}
+        obj.save(
+            update_fields=[
+                field.name
+                for field in Offer._meta.concrete_fields
+                if not field.primary_key and field.name not in counters
+            ]
+        )
 
     @display(
         description="Status", label={"draft": "info", "active": "success", "paused": "warning", "archived": "danger"}
@@ -137,7 +165,8 @@ class OfferAdmin(ModelAdmin):
 
     @display(description="Benefit")
     def benefit(self, obj):
-        return f"{obj.get_benefit_type_display()} {obj.benefit_value.normalize()}"
+        value = format(obj.benefit_value.normalize(), "f")
+        return f"{obj.get_benefit_type_display()} {value}"
 
     @display(description="Redemption rate")
     def redemption_rate(self, obj):
@@ -230,6 +259,20 @@ class LockAgeFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ReconciliationFilter(admin.SimpleListFilter):
+    title = "reconciliation"
+    parameter_name = "reconciliation"
+
+    def lookups(self, request, model_admin):
+        days = selectors.UNRECONCILED_EXTERNAL_OFFER_DAYS
+        return [("overdue", f"External, not reconciled after {days} days")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "overdue":
+            return selectors.external_offers_unreconciled(queryset=queryset)
+        return queryset
+
+
 @admin.register(IssuedOffer)
 class IssuedOfferAdmin(ModelAdmin):
     list_display = (
@@ -242,8 +285,9 @@ class IssuedOfferAdmin(ModelAdmin):
         "locked_transaction_id",
         "lock_age",
         "redeemed_at",
+        "external_reference",
     )
-    list_filter = (LockAgeFilter, "status", "offer", "livemode")
+    list_filter = (ReconciliationFilter, LockAgeFilter, "status", "offer", "livemode")
     list_select_related = ("offer", "contact")
     search_fields = (
         "id",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
@@ -67,6 +67,28 @@ def issued_offers_of(*, contact: Contact, now: datetime | None = None) -> QueryS
         .select_related("offer")
         .order_by("-offer__priority", "issued_at")
     )
+
+
+# External offer systems report their redemptions through POST /external-redemptions. An
+# external offer still in the wallet this many days after it was issued was probably redeemed
+# without a report (or never reached the customer): the admin lists these for staff to chase.
+UNRECONCILED_EXTERNAL_OFFER_DAYS = 7
+
+
+def external_offers_unreconciled(
+    *, queryset: QuerySet[IssuedOffer] | None = None, older_than_days: int | None = None, now: datetime | None = None
+) -> QuerySet[IssuedOffer]:
+    """Issued external offers never redeemed (still available, or locked: an old lock has lapsed
+    and counts as available) and issued more than `older_than_days` (default
+    UNRECONCILED_EXTERNAL_OFFER_DAYS) ago, oldest first. Expired and revoked ones are settled."""
+    days = UNRECONCILED_EXTERNAL_OFFER_DAYS if older_than_days is None else older_than_days
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    queryset = IssuedOffer.objects.all() if queryset is None else queryset
+    return queryset.filter(
+        offer__is_external=True,
+        status__in=[IssuedOffer.Status.AVAILABLE, IssuedOffer.Status.LOCKED],
+        issued_at__lt=cutoff,
+    ).order_by("issued_at", "pk")
 
 
 # Offer definitions change rarely and are read at every checkout: their engine specs are kept

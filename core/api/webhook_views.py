@@ -18,9 +18,10 @@ class WebhookEndpointInputSerializer(StrictSerializer):
     url = serializers.URLField(max_length=500)
     description = StrictCharField(required=False, allow_blank=True, max_length=200)
     event_types = serializers.ListField(
-        child=StrictCharField(max_length=64),
+        child=serializers.ChoiceField(choices=sorted(webhooks.EVENT_TYPES)),
         required=False,
-        help_text="e.g. transaction.processed, offer.redeemed; empty = every event.",
+        help_text="Event types to receive (docs/WEBHOOKS.md describes each one's data); empty = every event. "
+        "An unknown type is a 400.",
     )
     is_active = serializers.BooleanField(required=False)
 

@@ -204,3 +204,22 @@ def test_a_transaction_writing_several_events_asks_for_one_dispatch(settings, dj
         for index in range(3):
             outbox_emit(livemode=False, event_type="a", payload={"n": index})
     assert len(callbacks) == 1
+
+
+def test_a_backlog_larger_than_one_dispatch_continues_in_a_new_task_at_once(receiver, monkeypatch):
+    from core import tasks
+
+    hook = receiver()
+    webhook_endpoint_create(livemode=False, url=hook.url)
+    for number in range(3):
+        outbox_emit(livemode=False, event_type="order.placed", payload={"n": number})
+    monkeypatch.setattr("core.webhooks.DISPATCH_BATCH", 2)
+    continued = []
+    monkeypatch.setattr(tasks.webhooks_dispatch, "delay", lambda: continued.append(True))
+
+    assert tasks.webhooks_dispatch() == 2
+    assert continued == [True]  # the third waits for the next task, not for beat
+    continued.clear()
+    assert tasks.webhooks_dispatch() == 1
+    assert continued == []
+    assert len(hook.requests) == 3

@@ -261,6 +261,24 @@ class ContactAdmin(ModelAdmin):
         obj.__dict__.update(created.__dict__)
         obj._state.adding = False
 
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not ContactExternalId:
+            return super().save_formset(request, form, formset, change)
+        # New external ids go through the service like the API's, not straight to the table: the
+        # change feed, the identifiers-added hooks (waiting purchases) and contact.updated must
+        # see them. Existing ids cannot be changed or deleted here (identifiers are permanent).
+        added = [
+            {"source": inline.cleaned_data.get("source") or "", "id": inline.cleaned_data["value"]}
+            for inline in formset.extra_forms
+            if inline.has_changed() and inline.cleaned_data.get("value")
+        ]
+        if added:
+            services.contact_update(contact=form.instance, external_ids=added)
+        values = [entry["id"] for entry in added]
+        # What the admin's change message reads from a saved formset.
+        formset.new_objects = list(ContactExternalId.objects.filter(contact=form.instance, value__in=values))
+        formset.changed_objects, formset.deleted_objects = [], []
+
 
 @admin.register(ContactErasure)
 class ContactErasureAdmin(ModelAdmin):

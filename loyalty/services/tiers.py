@@ -50,6 +50,8 @@ def _record(contact: Contact, status: ContactTier, new_tier: Tier | None, value:
             "contact_id": str(contact.pk),
             "from_tier": old_tier.name if old_tier else None,
             "to_tier": new_tier.name if new_tier else None,
+            "from_tier_id": old_tier.pk if old_tier else None,
+            "to_tier_id": new_tier.pk if new_tier else None,
             "reason": reason,
             "qualifying_value": value,
         },

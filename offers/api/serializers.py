@@ -114,6 +114,12 @@ class OfferInputSerializer(StrictSerializer):
     priority = serializers.IntegerField(required=False)
     is_exclusive = serializers.BooleanField(required=False)
     is_external = serializers.BooleanField(required=False)
+    message_variant = serializers.UUIDField(
+        required=False,
+        allow_null=True,
+        help_text="External offers only: the id of the message variant (GET /message-variants) whose rendered "
+        "message `offer.issued` carries; null for none.",
+    )
     restrictions = RestrictionSerializer(many=True, required=False, help_text="At most 50.")
 
 
@@ -136,12 +142,12 @@ def offer_data(offer: Offer) -> dict:
         "valid_from": _datetime(offer.valid_from),
         "valid_until": _datetime(offer.valid_until),
         "benefit_type": offer.benefit_type,
-        "benefit_value": str(offer.benefit_value.normalize()),
+        "benefit_value": format(offer.benefit_value.normalize(), "f"),
         "currency": offer.currency or None,
         "applies_to": offer.applies_to,
         "cap_amount": offer.cap_amount,
         "min_spend": offer.min_spend,
-        "min_quantity": str(offer.min_quantity.normalize()),
+        "min_quantity": format(offer.min_quantity.normalize(), "f"),
         "channels": offer.channels,
         "venues": [str(venue.pk) for venue in offer.venues.all()],
         "days_of_week": offer.days_of_week,
@@ -153,6 +159,7 @@ def offer_data(offer: Offer) -> dict:
         "priority": offer.priority,
         "is_exclusive": offer.is_exclusive,
         "is_external": offer.is_external,
+        "message_variant": str(offer.message_variant_id) if offer.message_variant_id else None,
         "restrictions": [{"mode": r.mode, "kind": r.kind, "value": r.value} for r in offer.restrictions.all()],
         "counters": {
             "issued": offer.issued_count,
@@ -172,7 +179,7 @@ def offer_summary(offer: Offer) -> dict:
         "image_url": offer.image_url,
         "terms": offer.terms,
         "benefit_type": offer.benefit_type,
-        "benefit_value": str(offer.benefit_value.normalize()),
+        "benefit_value": format(offer.benefit_value.normalize(), "f"),
         "valid_until": _datetime(offer.valid_until),
         "is_exclusive": offer.is_exclusive,
         "priority": offer.priority,

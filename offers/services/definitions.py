@@ -7,8 +7,10 @@ from typing import Any
 
 from django.db import transaction
 
-from catalogue.models import MAX_CATALOGUE_RESTRICTIONS, CatalogueRestriction, Venue
-from core.exceptions import LimitExceeded, ValidationError
+from catalogue.models import Venue
+from catalogue.services import restrictions_check
+from core.exceptions import ValidationError
+from core.models import MessageVariant
 from core.money import check_currency
 from offers.models import Offer, OfferRestriction
 
@@ -77,26 +79,17 @@ def check_offer(offer: Offer) -> None:
         raise ValidationError.for_field("hour_until", "Must be after hour_from.")
     if offer.valid_from and offer.valid_until and offer.valid_until <= offer.valid_from:
         raise ValidationError.for_field("valid_until", "Must be after valid_from.")
+    if offer.message_variant_id is not None:
+        if not offer.is_external:
+            # Only external offers announce themselves with a message: a variant on another
+            # offer would never be sent, which the marketer wants to hear now.
+            raise ValidationError.for_field("message_variant", "Only external offers carry a message variant.")
+        if offer.message_variant.livemode != offer.livemode:
+            raise ValidationError.for_field("message_variant", "The message variant belongs to the other mode.")
 
 
 def _restrictions(restrictions: list[dict[str, str]]) -> list[tuple[str, str, str]]:
-    if len(restrictions) > MAX_CATALOGUE_RESTRICTIONS:
-        raise LimitExceeded(
-            f"At most {MAX_CATALOGUE_RESTRICTIONS} catalogue restrictions per offer; got {len(restrictions)}.",
-            parameters=[LimitExceeded.parameter("restrictions", limit=MAX_CATALOGUE_RESTRICTIONS)],
-        )
-    triples = set()
-    for index, restriction in enumerate(restrictions):
-        mode = restriction.get("mode", OfferRestriction.Mode.INCLUDE)
-        kind, value = restriction.get("kind"), (restriction.get("value") or "").strip()
-        if mode not in OfferRestriction.Mode.values:
-            raise ValidationError.for_field(f"restrictions.{index}.mode", "Use include or exclude.")
-        if kind not in CatalogueRestriction.Kind.values:
-            raise ValidationError.for_field(f"restrictions.{index}.kind", "Use sku, family or brand.")
-        if not value:
-            raise ValidationError.for_field(f"restrictions.{index}.value", "A value is required.")
-        triples.add((mode, kind, value))
-    return sorted(triples)
+    return restrictions_check(restrictions, owner="offer")
 
 
 def _venues(livemode: bool, venue_ids: list) -> list[Venue]:
@@ -106,6 +99,18 @@ def _venues(livemode: bool, venue_ids: list) -> list[Venue]:
         missing = [str(venue_id) for venue_id in venue_ids if str(venue_id) not in found]
         raise ValidationError.for_field("venues", f"Unknown venue(s) in this mode: {', '.join(missing)}.")
     return venues
+
+
+def _message_variant(livemode: bool, variant_id) -> MessageVariant | None:
+    """The variant an API request names by id, in the offer's mode (another mode's is unknown)."""
+    if variant_id is None:
+        return None
+    variant = MessageVariant.objects.filter(livemode=livemode, pk=variant_id).first()
+    if variant is None:
+        raise ValidationError.for_field(
+            "message_variant", "Unknown message variant in this mode.", value=str(variant_id)
+        )
+    return variant
 
 
 def _save(offer: Offer, restrictions: list[dict] | None, venue_ids: list | None) -> Offer:
@@ -127,8 +132,10 @@ def _save(offer: Offer, restrictions: list[dict] | None, venue_ids: list | None)
 def offer_create(
     *, livemode: bool, restrictions: list[dict] | None = None, venues: list | None = None, **fields: Any
 ) -> Offer:
-    """Raises ValidationError, LimitExceeded (more than 50 restrictions)."""
+    """`message_variant` is a variant id (or None). Raises ValidationError, LimitExceeded (more
+    than 50 restrictions)."""
     offer = Offer(livemode=livemode, **{key: value for key, value in fields.items() if key in OFFER_FIELDS})
+    offer.message_variant = _message_variant(livemode, fields.get("message_variant"))
     return _save(offer, restrictions or [], venues or [])
 
 
@@ -136,8 +143,11 @@ def offer_create(
 def offer_update(
     *, offer: Offer, restrictions: list[dict] | None = None, venues: list | None = None, **fields: Any
 ) -> Offer:
-    """Change fields; `restrictions` and `venues`, when given, replace the lists."""
+    """Change fields; `restrictions` and `venues`, when given, replace the lists;
+    `message_variant`, when given, is a variant id or None (no message)."""
     for key, value in fields.items():
         if key in OFFER_FIELDS:
             setattr(offer, key, value)
+    if "message_variant" in fields:
+        offer.message_variant = _message_variant(offer.livemode, fields["message_variant"])
     return _save(offer, restrictions, venues)

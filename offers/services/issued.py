@@ -12,6 +12,7 @@ is needed for another transaction to lock or redeem.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -19,6 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core.exceptions import Conflict, NotFound, ValidationError
+from core.messages import message_render
 from core.services import outbox_emit
 from loyalty.models import Contact
 from offers.exceptions import OfferLimitReached, OfferLocked, OfferNotApplicable, OfferNotAvailable
@@ -168,8 +170,51 @@ def issued_offer_issue(
     IssuedOfferTransition.objects.create(
         issued_offer=issued, action="issue", from_status="", to_status=Status.AVAILABLE, actor=actor, created_at=now
     )
-    _event(issued, "offer.issued", expires_at=expires_at.isoformat() if expires_at else None)
+    extra = {"expires_at": expires_at.isoformat() if expires_at else None}
+    if offer.is_external and offer.message_variant_id:
+        # The external system gets the message in the shape it asked for, filled in now: the
+        # facts are those of this moment, whatever changes later.
+        extra["message"] = message_render(offer.message_variant.template, issue_message_facts(issued, contact))
+    _event(issued, "offer.issued", **extra)
     return issued
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def issue_message_facts(issued: IssuedOffer, contact: Contact) -> dict:
+    """The facts an external offer's message variant is rendered with (docs/WEBHOOKS.md)."""
+    offer = issued.offer
+    return {
+        "contact": {
+            "id": str(contact.pk),
+            "member_number": contact.member_number,
+            "email": contact.email,
+            "mobile_phone": contact.mobile_phone,
+            "first_name": contact.first_name,
+            "last_name": contact.last_name,
+        },
+        "offer": {
+            "id": str(offer.pk),
+            "name": offer.name,
+            "description": offer.description,
+            "image_url": offer.image_url,
+            "terms": offer.terms,
+            "benefit_type": offer.benefit_type,
+            # Fixed-point text: a bare normalize() would write 10.0000 as "1E+1".
+            "benefit_value": format(Decimal(offer.benefit_value).normalize(), "f"),
+            "currency": offer.currency or None,
+            "valid_from": _iso(offer.valid_from),
+            "valid_until": _iso(offer.valid_until),
+        },
+        "issued_offer": {
+            "id": str(issued.pk),
+            "external_reference": issued.external_reference,
+            "issued_at": _iso(issued.issued_at),
+            "expires_at": _iso(issued.expires_at),
+        },
+    }
 
 
 # --- lock, unlock, redeem, reinstate ----------------------------------------------------------
