@@ -100,10 +100,8 @@ def _participation_locked(campaign_id: str, contact_id) -> int:
 
 def _award_insert(spec: CampaignSpec, decision: Decision, contact: Contact, facts: CauseFacts) -> CampaignAward | None:
     """Record the award, or None when this cause already fired the campaign for the contact (a
-    retry). Under the participation lock no twin can be inserting it concurrently."""
-    if CampaignAward.objects.filter(campaign_id=spec.id, cause=facts.key, contact=contact).exists():
-        return None
-    return CampaignAward.objects.create(
+    retry): the unique constraint decides, in one statement on PostgreSQL."""
+    award = CampaignAward(
         campaign_id=spec.id,
         contact=contact,
         livemode=contact.livemode,
@@ -112,7 +110,38 @@ def _award_insert(spec: CampaignSpec, decision: Decision, contact: Contact, fact
         points=decision.points,
         money=decision.money,
         currency=decision.currency if decision.money else "",
+        created_at=timezone.now(),
     )
+    if connection.vendor != "postgresql":
+        if CampaignAward.objects.filter(campaign_id=spec.id, cause=facts.key, contact=contact).exists():
+            return None
+        award.save()
+        return award
+    table = CampaignAward._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (campaign_id, contact_id, livemode, cause, occurred_at, points, money, currency, "
+            "offers_issued, messages_sent, detail, created_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, 0, '{}'::jsonb, %s) "
+            "ON CONFLICT (campaign_id, cause, contact_id) DO NOTHING RETURNING id",
+            [
+                uuid.UUID(str(spec.id)),
+                contact.pk,
+                award.livemode,
+                award.cause,
+                award.occurred_at,
+                award.points,
+                award.money,
+                award.currency,
+                award.created_at,
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    award.pk = row[0]
+    award._state.adding = False
+    return award
 
 
 def _goal_met(spec: CampaignSpec, decision: Decision, facts: CauseFacts, contact_id) -> bool:
