@@ -3,9 +3,10 @@ force for a cause, goal progress per contact, and lists for the API."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 
 from campaigns.models import (
     Campaign,
@@ -200,14 +201,48 @@ def contact_goal_progress(*, livemode: bool, contact_id, at: datetime) -> list[d
     return [goal_progress(campaign=campaign, contact_id=contact_id, at=at) for campaign in campaigns]
 
 
-def campaign_list(*, livemode: bool) -> QuerySet[Campaign]:
+def campaign_list(*, livemode: bool, status: str | None = None, trigger: str | None = None) -> QuerySet[Campaign]:
+    campaigns = Campaign.objects.filter(livemode=livemode)
+    if status:
+        campaigns = campaigns.filter(status=status)
+    if trigger:
+        campaigns = campaigns.filter(trigger=trigger)
     return (
-        Campaign.objects.filter(livemode=livemode)
-        .select_related("to_tier")
+        campaigns.select_related("to_tier")
         .prefetch_related("restrictions", "outcomes", "venues", "audience_tiers")
         .order_by("-created_at", "id")
     )
 
 
+def campaign_award_totals(campaigns: list[Campaign]) -> dict:
+    """What each campaign has given, summed from its awards in one grouped query. (The row's
+    counters move only for campaigns with a budget, where they guard it.) Money counts in the
+    campaign's currency only."""
+    totals = {campaign.pk: {"awards_count": 0, "points_awarded": 0, "money_awarded": 0} for campaign in campaigns}
+    currency_of = {campaign.pk: campaign.currency for campaign in campaigns}
+    rows = (
+        CampaignAward.objects.filter(campaign_id__in=list(totals))
+        .order_by()  # the model's ordering would join the GROUP BY
+        .values_list("campaign_id", "currency")
+        .annotate(count=Count("id"), points=Sum("points"), money=Sum("money"))
+    )
+    for campaign_id, currency, count, points, money in rows:
+        total = totals[campaign_id]
+        total["awards_count"] += count
+        total["points_awarded"] += points or 0
+        if currency in ("", currency_of[campaign_id]):
+            total["money_awarded"] += money or 0
+    return totals
+
+
 def event_get(*, livemode: bool, event_id) -> Event | None:
     return Event.objects.filter(livemode=livemode, pk=event_id).select_related("contact").first()
+
+
+def event_find(*, livemode: bool, reference: str) -> Event | None:
+    """An event by our id (a uuid) or by the sender's id."""
+    try:
+        event = event_get(livemode=livemode, event_id=uuid.UUID(reference))
+    except ValueError:
+        event = None
+    return event or Event.objects.filter(livemode=livemode, external_id=reference).first()

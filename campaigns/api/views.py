@@ -1,6 +1,5 @@
 import uuid
 
-from django.db.models import Count, Sum
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -24,7 +23,7 @@ from campaigns.api.serializers import (
     progress_data,
     simulation_data,
 )
-from campaigns.models import Campaign, CampaignAward, Event
+from campaigns.models import Campaign
 from campaigns.services import definitions, events, simulation
 from core.api.idempotency import REPLAY_HEADER, idempotent
 from core.api.views import ApiView, ManagementApiView, get_in_mode_or_404
@@ -36,30 +35,9 @@ MANAGEMENT_TAGS = ["management: campaigns"]
 TAGS = ["campaigns"]
 
 
-def award_totals(campaigns: list[Campaign]) -> dict:
-    """What each campaign has given, summed from its awards in one grouped query. (The row's
-    counters move only for campaigns with a budget, where they guard it.) Money counts in the
-    campaign's currency only."""
-    totals = {campaign.pk: {"awards_count": 0, "points_awarded": 0, "money_awarded": 0} for campaign in campaigns}
-    currency_of = {campaign.pk: campaign.currency for campaign in campaigns}
-    rows = (
-        CampaignAward.objects.filter(campaign_id__in=list(totals))
-        .order_by()  # the model's ordering would join the GROUP BY
-        .values_list("campaign_id", "currency")
-        .annotate(count=Count("id"), points=Sum("points"), money=Sum("money"))
-    )
-    for campaign_id, currency, count, points, money in rows:
-        total = totals[campaign_id]
-        total["awards_count"] += count
-        total["points_awarded"] += points or 0
-        if currency in ("", currency_of[campaign_id]):
-            total["money_awarded"] += money or 0
-    return totals
-
-
 def campaigns_data(campaigns) -> list[dict]:
     campaigns = list(campaigns)
-    totals = award_totals(campaigns)
+    totals = selectors.campaign_award_totals(campaigns)
     return [campaign_data(campaign, totals[campaign.pk]) for campaign in campaigns]
 
 
@@ -78,11 +56,9 @@ class CampaignCollectionView(ManagementApiView):
     )
     def get(self, request):
         query = CampaignListQuerySerializer.validated(request.query_params.dict())
-        campaigns = selectors.campaign_list(livemode=self.livemode)
-        if query.get("status"):
-            campaigns = campaigns.filter(status=query["status"])
-        if query.get("trigger"):
-            campaigns = campaigns.filter(trigger=query["trigger"])
+        campaigns = selectors.campaign_list(
+            livemode=self.livemode, status=query.get("status"), trigger=query.get("trigger")
+        )
         page = self.paginate_queryset(campaigns)
         return self.get_paginated_response(campaigns_data(page))
 
@@ -234,13 +210,7 @@ class EventDetailView(ApiView):
         tags=TAGS,
     )
     def get(self, request, event_id):
-        event = None
-        try:
-            event = selectors.event_get(livemode=self.livemode, event_id=uuid.UUID(event_id))
-        except ValueError:
-            pass
-        if event is None:
-            event = Event.objects.filter(livemode=self.livemode, external_id=event_id).first()
+        event = selectors.event_find(livemode=self.livemode, reference=event_id)
         if event is None:
             raise NotFound(
                 f"No event '{event_id}' in this mode.", parameters=[NotFound.parameter("id", value=event_id)]
