@@ -22,6 +22,7 @@ from loyalty.models import (
     TierHistory,
     WalletPreference,
 )
+from loyalty.selectors.contacts import CONTACT_EXPORT_SECTIONS
 from loyalty.selectors.wallets import wallet_summary
 from offers.models import IssuedOffer
 from orders.models import Order, OrderCancellationReason
@@ -65,7 +66,8 @@ def _row(instance: models.Model, *, exclude: tuple[str, ...] = ()) -> dict[str, 
 def contact_export(*, contact: Contact) -> dict[str, Any]:
     """Everything held about the contact, as one JSON-ready document (right of access): profile,
     identifiers, consents, wallet, ledger, payouts, tiers, issued offers with their history,
-    purchases with their lines, returns, receipt claims and orders. A fixed number of queries."""
+    purchases with their lines, returns, receipt claims and orders, and the sections other apps
+    register (campaigns: events, awards, goal progress). A fixed number of queries."""
     contact_id = contact.pk
     issued_offers = (
         IssuedOffer.objects.filter(contact_id=contact_id)
@@ -131,4 +133,5 @@ def contact_export(*, contact: Contact) -> dict[str, Any]:
             }
             for order in orders
         ],
+        **{name: section(contact_id) for name, section in CONTACT_EXPORT_SECTIONS.items()},
     }

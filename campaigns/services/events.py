@@ -282,3 +282,12 @@ def _is_leap(year: int) -> bool:
     except ValueError:
         return False
     return True
+
+
+def contact_events_anonymise(*, contact_id) -> int:
+    """On erasure: the contact's events keep their type and time (reports still add up) but lose
+    their attributes, which may hold personal data; the contact leaves every uploaded audience."""
+    from campaigns.models import CampaignAudienceMember
+
+    CampaignAudienceMember.objects.filter(contact_id=contact_id).delete()
+    return Event.objects.filter(contact_id=contact_id).exclude(attributes={}).update(attributes={})

@@ -8,14 +8,16 @@ import uuid
 
 from django.db.models.signals import post_delete, post_save
 
-from campaigns.models import Campaign
+from campaigns.models import Campaign, CampaignAward, Event, GoalContribution
 from campaigns.selectors import PURCHASE_TRIGGERS, audience_lists_holding, campaigns_in_force
 from campaigns.services.engine import CauseFacts
 from campaigns.services.evaluation import Posting, campaigns_apply
-from campaigns.services.events import system_event_raise
+from campaigns.services.events import contact_events_anonymise, system_event_raise
 from core.selectors import config_cache_clear
 from core.services import outbox_listener
 from loyalty.models import LedgerEntry
+from loyalty.selectors.contacts import contact_export_section
+from loyalty.services.erasure import contact_erased_hook
 from offers.services.engine import BasketContext
 from transactions.models import Transaction
 from transactions.services.processing import PURCHASE_PROCESSED_HOOKS, PurchaseFacts
@@ -104,6 +106,22 @@ def tier_changed(livemode: bool, payload: dict) -> None:
     )
 
 
+def _export_rows(queryset) -> list[dict]:
+    return [{field.attname: getattr(row, field.attname) for field in row._meta.concrete_fields} for row in queryset]
+
+
+def export_events(contact_id) -> list[dict]:
+    return _export_rows(Event.objects.filter(contact_id=contact_id).order_by("occurred_at", "id"))
+
+
+def export_awards(contact_id) -> list[dict]:
+    return _export_rows(CampaignAward.objects.filter(contact_id=contact_id).order_by("occurred_at", "id"))
+
+
+def export_goal_contributions(contact_id) -> list[dict]:
+    return _export_rows(GoalContribution.objects.filter(contact_id=contact_id).order_by("occurred_at", "id"))
+
+
 def register() -> None:
     global _registered
     if _registered:
@@ -112,6 +130,10 @@ def register() -> None:
     PURCHASE_PROCESSED_HOOKS.append(purchase_processed)
     outbox_listener("contact.created")(contact_created)
     outbox_listener("tier.changed")(tier_changed)
+    contact_erased_hook(lambda contact_id: contact_events_anonymise(contact_id=contact_id))
+    contact_export_section("campaign_events")(export_events)
+    contact_export_section("campaign_awards")(export_awards)
+    contact_export_section("campaign_goal_contributions")(export_goal_contributions)
     # "Is any campaign listening for registrations?" is cached a few seconds per process.
     post_save.connect(config_cache_clear, sender=Campaign, dispatch_uid="config-cache-campaign")
     post_delete.connect(config_cache_clear, sender=Campaign, dispatch_uid="config-cache-del-campaign")

@@ -330,3 +330,25 @@ def test_the_simulation_says_why_causes_gave_nothing(contact, rule):
     assert result["not_awarded"] == {"below_min_spend": 1}
     assert result["cost"]["points"] == 100
     assert not CampaignAward.objects.exists()
+
+
+def test_the_contact_export_holds_the_contacts_events_and_awards(contact, client_test):
+    opened = campaign(trigger="event", event_type="app_opened", outcomes=[{"kind": "points", "points": 7}])
+    processed_event(contact=contact, external_id="E-export", platform="ios")
+    document = client_test.get(f"/api/v1/contacts/{contact.pk}/export").json()
+    assert [event["external_id"] for event in document["campaign_events"]] == ["E-export"]
+    assert document["campaign_events"][0]["attributes"] == {"platform": "ios"}
+    assert [award["campaign_id"] for award in document["campaign_awards"]] == [str(opened.pk)]
+    assert document["campaign_goal_contributions"] == []
+
+
+def test_erasure_clears_event_attributes_and_audience_lists(contact):
+    from campaigns.models import CampaignAudienceMember
+    from loyalty.services.erasure import contact_erase
+
+    listed = campaign(audience="list")
+    CampaignAudienceMember.objects.create(campaign=listed, contact=contact)
+    event, _ = event_record(livemode=False, contact=contact, event_type="app_opened", attributes={"email": "x@y.z"})
+    contact_erase(contact=contact, erased_by="test")
+    assert Event.objects.get(pk=event.pk).attributes == {}
+    assert not CampaignAudienceMember.objects.filter(contact=contact).exists()

@@ -91,3 +91,18 @@ def contact_resolve(*, livemode: bool, reference: dict[str, Any]) -> Contact:
         match_key_type=reference["match_key_type"],
         source=reference.get("source"),
     )
+
+
+# Sections upper apps add to a contact's export (right of access): name → function(contact_id)
+# returning JSON-ready rows. The export itself lives in the top-most app that reads the others.
+CONTACT_EXPORT_SECTIONS: dict[str, Any] = {}
+
+
+def contact_export_section(name: str):
+    """Register `function(contact_id)` as section `name` of the contact export."""
+
+    def register(function):
+        CONTACT_EXPORT_SECTIONS[name] = function
+        return function
+
+    return register
