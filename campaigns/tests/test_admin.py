@@ -420,3 +420,18 @@ def test_marketers_see_events_but_cannot_requeue_them(marketer_client):
     marketer_client.post(changelist, {"action": "requeue_failed", "_selected_action": [str(failed.pk)]})
     failed.refresh_from_db()
     assert failed.status == "failed"
+
+
+def test_the_campaign_list_shows_what_a_campaign_without_budget_has_given(marketer_client):
+    """The row's counters only guard budgets; the list sums the awards themselves."""
+    base_rule()
+    generous = campaign(name="No budget", outcomes=[{"kind": "points", "points": 550}])
+    for number in range(2):
+        processed_purchase(f"T-{number}", contact=ContactFactory(livemode=False))
+    assert Campaign.objects.get(pk=generous.pk).awards_count == 0  # no budget: the row does not count
+
+    response = marketer_client.get(CHANGELIST)
+
+    row = next(obj for obj in response.context["cl"].result_list if obj.pk == generous.pk)
+    assert (row.awards_given, row.points_given) == (2, 1100)
+    assert "1,100" in response.content.decode()
