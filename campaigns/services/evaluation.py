@@ -36,6 +36,7 @@ from offers.models import Offer
 from offers.services.issued import issued_offer_issue
 
 logger = logging.getLogger(__name__)
+ALREADY_AWARDED: Any = object()  # `_fire`'s answer for a retry of a cause that already fired
 
 
 @dataclass
@@ -62,7 +63,10 @@ def campaigns_apply(*, contact: Contact, facts: CauseFacts, specs: list[Campaign
             _lock_points_account(contact)
             points_account_locked = True
         award = _fire(spec=spec, decision=decision, contact=contact, facts=facts, posting=posting)
-        if award is not None:
+        if award is ALREADY_AWARDED:
+            if spec.stops_lower_priority:
+                break  # as the first time: the campaigns below were stopped then too
+        elif award is not None:
             awards.append(award)
             if spec.stops_lower_priority:
                 break
@@ -216,17 +220,20 @@ def _budget_taken(spec: CampaignSpec, decision: Decision) -> bool:
     )
 
 
-def _fire(
-    *, spec: CampaignSpec, decision: Decision, contact: Contact, facts: CauseFacts, posting: Posting
-) -> CampaignAward | None:
+def _fire(*, spec: CampaignSpec, decision: Decision, contact: Contact, facts: CauseFacts, posting: Posting) -> Any:
+    """The award (or None when a goal, limit or budget holds it back, or ALREADY_AWARDED)."""
     participation_id = _participation_locked(spec.id, contact.pk)
+    if CampaignAward.objects.filter(campaign_id=spec.id, cause=facts.key, contact=contact).exists():
+        # A retry of a cause that already fired: asked before the goal and the limit, which the
+        # first award has since changed.
+        return ALREADY_AWARDED
     if not _goal_met(spec, decision, facts, contact.pk):
         return None
     if not _within_contact_limit(spec, facts, contact.pk):
         return None
     award = _award_insert(spec, decision, contact, facts)
     if award is None:
-        return None  # this cause already fired this campaign (a retry)
+        return ALREADY_AWARDED
     if not _budget_taken(spec, decision):
         CampaignAward.objects.filter(pk=award.pk).delete()
         logger.info("campaign %s: budget exhausted", spec.id)

@@ -352,3 +352,13 @@ def test_erasure_clears_event_attributes_and_audience_lists(contact):
     contact_erase(contact=contact, erased_by="test")
     assert Event.objects.get(pk=event.pk).attributes == {}
     assert not CampaignAudienceMember.objects.filter(contact=contact).exists()
+
+
+def test_reprocessing_keeps_lower_campaigns_stopped_by_one_that_already_fired(contact, rule):
+    campaign(name="Top", priority=10, stops_lower_priority=True, goal_metric="visits", goal_target=1)
+    low = campaign(name="Low", priority=1, outcomes=[{"kind": "points", "points": 500}])
+    txn = processed_purchase("T-1", contact=contact)
+    type(txn).objects.filter(pk=txn.pk).update(status="queued")
+    transaction_process(transaction_id=txn.pk)
+    assert not CampaignAward.objects.filter(campaign=low).exists()
+    assert points_of(contact) == 10 + 100
