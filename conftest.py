@@ -60,8 +60,10 @@ def management_client(make_client) -> KeyClient:
 def _fresh_config_cache():
     """Configuration is cached per process (core.selectors); a test's rolled-back changes must not
     outlive it (a rollback sends no save signal)."""
-    from core.selectors import config_cache_clear
+    from core.selectors import api_key_cache_forget, config_cache_clear
 
     config_cache_clear()
+    api_key_cache_forget()
     yield
     config_cache_clear()
+    api_key_cache_forget()

@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from core.exceptions import Conflict, IdempotencyInFlight, IdempotencyMismatch, ValidationError
 from core.messages import message_template_check
-from core.models import ApiKey, IdempotencyRecord, MessageVariant, OutboxEvent
+from core.models import ApiKey, IdempotencyRecord, MessageVariant, OutboxEvent, WebhookEndpoint
+from core.selectors import api_key_cache_forget, config_cached
 
 VALID_SCOPES = {choice.value for choice in ApiKey.Scope}
 
@@ -45,9 +46,11 @@ def api_key_create(
 
 
 def api_key_revoke(*, api_key: ApiKey) -> None:
-    """Revoke a key for good (idempotent)."""
+    """Revoke a key for good (idempotent). Refused at once by this process; other processes
+    keep a key row at most core.selectors.API_KEY_CACHE_SECONDS, so everywhere within that."""
     ApiKey.objects.filter(pk=api_key.pk).update(revoked=True)
     api_key.revoked = True
+    api_key_cache_forget(prefix=api_key.prefix)
 
 
 def api_key_touch(*, api_key: ApiKey, now: datetime | None = None) -> None:
@@ -250,7 +253,7 @@ def outbox_emit(*, livemode: bool, event_type: str, payload: dict[str, Any]) -> 
     OutboxEvent.objects.create(livemode=livemode, event_type=event_type, payload=payload)
     for listener in OUTBOX_LISTENERS.get(event_type, ()):
         listener(livemode, payload)
-    _dispatch_after_commit()
+    _dispatch_after_commit(livemode, (event_type,))
 
 
 def outbox_emit_many(*, livemode: bool, events: Iterable[tuple[str, dict[str, Any]]]) -> int:
@@ -264,15 +267,42 @@ def outbox_emit_many(*, livemode: bool, events: Iterable[tuple[str, dict[str, An
     for row in rows:
         for listener in OUTBOX_LISTENERS.get(row.event_type, ()):
             listener(livemode, row.payload)
-    _dispatch_after_commit()
+    _dispatch_after_commit(livemode, {row.event_type for row in rows})
     return len(rows)
 
 
-def _dispatch_after_commit() -> None:
+def _webhook_subscriptions() -> list[tuple[bool, frozenset[str]]]:
+    """(mode, event types — empty: all) of every active endpoint, cached per process like
+    configuration (core.selectors.config_cached; a save in this process clears it)."""
+    return config_cached(
+        ("webhook-subscriptions",),
+        lambda: [
+            (livemode, frozenset(event_types or ()))
+            for livemode, event_types in WebhookEndpoint.objects.filter(is_active=True).values_list(
+                "livemode", "event_types"
+            )
+        ],
+    )
+
+
+def _is_subscribed(livemode: bool, event_types: Iterable[str]) -> bool:
+    subscriptions = _webhook_subscriptions()
+    return any(
+        mode == livemode and (not wanted or any(event_type in wanted for event_type in event_types))
+        for mode, wanted in subscriptions
+    )
+
+
+def _dispatch_after_commit(livemode: bool, event_types: Iterable[str]) -> None:
     # One dispatch per commit, however many events the transaction wrote (a purchase writes
-    # several); outside a transaction on_commit runs at once.
+    # several); outside a transaction on_commit runs at once. Only when an active endpoint
+    # wants one of the events: a purchase would otherwise cost workers a second task (fan-out
+    # that finds no endpoint). Beat's dispatch every 10 s marks the others dispatched, and
+    # delivers to an endpoint created in another process in the seconds its cache is stale.
+    if settings.CELERY_TASK_ALWAYS_EAGER or not _is_subscribed(livemode, event_types):
+        return
     pending = transaction.get_connection().run_on_commit
-    if not settings.CELERY_TASK_ALWAYS_EAGER and not any(item[1] is _dispatch_soon for item in pending):
+    if not any(item[1] is _dispatch_soon for item in pending):
         transaction.on_commit(_dispatch_soon)
 
 

@@ -1,8 +1,8 @@
 """Reads of offers: specs for the engine, a contact's wallet, and the lookup against a basket.
 
 The lookup runs a fixed number of queries whatever the number of lines and offers: issued
-offers with their definitions (1), restrictions (1), venues (1), per-contact usage (1), and the
-catalogue classification of the basket (1).
+offers with their definitions and the contact's usage of each (1), restrictions (1) and venues
+(1) when an offer's spec is not cached yet, and the catalogue classification of the basket (1).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from catalogue.models import Venue
@@ -190,17 +190,16 @@ def offers_lookup(
     """Every issued offer in the wallet with whether it can be used now, and with a basket what
     it gives and why not; plus the best combination under the stacking rules."""
     now = now or timezone.now()
-    issued_offers = list(issued_offers_of(contact=contact, now=now))
-    usage = dict(
-        OfferContactUsage.objects.filter(contact=contact, offer_id__in={i.offer_id for i in issued_offers}).values_list(
-            "offer_id", "redeemed_count"
-        )
+    # The contact's use of each offer comes with its row (one query fewer at every checkout).
+    used = OfferContactUsage.objects.filter(offer_id=OuterRef("offer_id"), contact_id=contact.pk)
+    issued_offers = list(
+        issued_offers_of(contact=contact, now=now).annotate(used_by_contact=Subquery(used.values("redeemed_count")))
     )
     specs = offer_specs([issued.offer for issued in issued_offers]) if context is not None else {}
     results, usable_specs = [], []
     for issued in issued_offers:
         offer = issued.offer
-        reasons = offer_state_reasons(offer, now) + limit_reasons(offer, usage.get(offer.pk, 0))
+        reasons = offer_state_reasons(offer, now) + limit_reasons(offer, issued.used_by_contact or 0)
         if is_locked_by_other(issued, transaction_id, now):
             reasons.append("locked_by_another_transaction")
         evaluation = None

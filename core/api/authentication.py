@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import authentication, exceptions
 
 from core.models import ApiKey
+from core.selectors import api_key_by_prefix
 from core.services import api_key_touch
 
 KEYWORD = "Api-Key"
@@ -40,7 +41,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         prefix = key.partition(".")[0]
         if not (prefix.startswith("lk_live_") or prefix.startswith("lk_test_")):
             raise exceptions.AuthenticationFailed("Malformed API key: keys start with lk_live_ or lk_test_.")
-        api_key = ApiKey.objects.filter(prefix=prefix).first()
+        # The row may be up to API_KEY_CACHE_SECONDS old (revocation reaches every process within
+        # that); the secret is checked against its hash on every request.
+        api_key = api_key_by_prefix(prefix)
         if api_key is None or not api_key.is_valid(key):
             raise exceptions.AuthenticationFailed("Invalid API key.")
         if api_key.revoked:

@@ -167,3 +167,77 @@ def test_request_principal_is_the_key_not_a_user(client_test):
     assert isinstance(principal, ApiKeyPrincipal)
     assert auth == client_test.api_key
     assert principal.is_authenticated and not principal.is_staff and not principal.is_superuser
+
+
+# --- the per-process key cache ----------------------------------------------------------------
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The key cache's clock (time.monotonic in core.selectors), moved by hand."""
+    import core.selectors
+
+    class Clock:
+        now = 1000.0
+
+        def monotonic(self) -> float:
+            return self.now
+
+    fake = Clock()
+    monkeypatch.setattr(core.selectors, "time", fake)
+    return fake
+
+
+def test_a_used_key_is_not_read_from_the_database_again_within_the_cache_window(
+    client_test, django_assert_num_queries, clock
+):
+    client_test.get(CONTACTS)  # reads the key and writes its last-used time
+
+    with django_assert_num_queries(1):  # the contact list only
+        assert client_test.get(CONTACTS).status_code == 200
+
+
+def test_a_key_revoked_in_this_process_is_refused_at_once(client_test, clock):
+    assert client_test.get(CONTACTS).status_code == 200
+
+    services.api_key_revoke(api_key=ApiKey.objects.get(pk=client_test.api_key.pk))
+
+    assert_error_body(client_test.get(CONTACTS), 401, "AUTHENTICATION_FAILED")
+
+
+def test_a_key_revoked_by_another_process_is_refused_within_the_cache_window(client_test, clock):
+    from core.selectors import API_KEY_CACHE_SECONDS
+
+    assert client_test.get(CONTACTS).status_code == 200
+    ApiKey.objects.filter(pk=client_test.api_key.pk).update(revoked=True)  # as another process would
+
+    clock.now += API_KEY_CACHE_SECONDS - 1
+    assert client_test.get(CONTACTS).status_code == 200  # still the cached row: the documented window
+    clock.now += 2
+
+    assert_error_body(client_test.get(CONTACTS), 401, "AUTHENTICATION_FAILED")
+
+
+def test_a_cached_key_still_checks_the_secret_and_the_expiry(client, client_test, clock, time_machine):
+    assert client_test.get(CONTACTS).status_code == 200
+    prefix = client_test.raw_key.partition(".")[0]
+
+    wrong_secret = client.get(CONTACTS, HTTP_AUTHORIZATION=f"Api-Key {prefix}.{'x' * 40}")
+    assert_error_body(wrong_secret, 401, "AUTHENTICATION_FAILED")
+
+    api_key = ApiKey.objects.get(pk=client_test.api_key.pk)
+    api_key.expiry_date = datetime(2030, 1, 1, tzinfo=UTC)
+    api_key.save(update_fields=["expiry_date"])  # an admin edit: forgets the cached row here
+    time_machine.move_to(datetime(2030, 1, 2, tzinfo=UTC), tick=False)
+
+    assert_error_body(client_test.get(CONTACTS), 401, "AUTHENTICATION_FAILED")
+
+
+def test_an_unknown_key_is_not_cached_so_a_key_created_elsewhere_works_at_once(client, clock):
+    from core.selectors import api_key_by_prefix
+
+    assert api_key_by_prefix("lk_test_doesnotexist") is None
+    api_key, raw_key = services.api_key_create(name="new till", livemode=False)
+
+    assert api_key_by_prefix(api_key.prefix) == api_key
+    assert client.get(CONTACTS, HTTP_AUTHORIZATION=f"Api-Key {raw_key}").status_code == 200

@@ -342,6 +342,25 @@ def test_throttled_key_is_let_through_again_after_the_window(client_test, two_re
     assert client_test.get(CONTACTS).status_code == 200
 
 
+def test_the_throttle_counter_is_one_redis_key_that_expires_with_its_window(client_test, monkeypatch):
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        pytest.skip("the Redis path needs REDIS_URL")
+    monkeypatch.setattr(ApiKeyRateThrottle, "THROTTLE_RATES", {"api_key": "100/min"})
+    monkeypatch.setattr(ApiKeyRateThrottle, "timer", lambda self: 1_900_000_000.0)  # a window's start
+    key = backend.make_and_validate_key(f"throttle:api_key:{client_test.api_key.pk}:{1_900_000_000 // 60}")
+    redis = backend._cache.get_client(key)
+
+    for _ in range(3):
+        assert client_test.get(CONTACTS).status_code == 200
+
+    assert int(redis.get(key)) == 3
+    assert 1 <= redis.ttl(key) <= 61  # set by the window's first request, not pushed back by later ones
+
+
 def test_health_check_is_not_throttled(client, two_requests_a_minute):
     statuses = {client.get("/healthz").status_code for _ in range(4)}
 

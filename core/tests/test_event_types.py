@@ -192,6 +192,8 @@ def test_many_events_are_written_with_one_insert_and_ask_for_one_dispatch(
 ):
     settings.CELERY_TASK_ALWAYS_EAGER = False
     monkeypatch.setattr(core_services, "OUTBOX_LISTENERS", {})  # upper apps' listeners write their own rows
+    webhook_endpoint_create(livemode=False, url="https://crm.example.com/hooks")
+    core_services._webhook_subscriptions()  # read once, then cached like configuration
     events = [("contact.created", {"id": str(index)}) for index in range(50)]
 
     with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():

@@ -200,10 +200,47 @@ def test_the_message_body_names_the_type_and_carries_the_payload(receiver):
 
 def test_a_transaction_writing_several_events_asks_for_one_dispatch(settings, django_capture_on_commit_callbacks):
     settings.CELERY_TASK_ALWAYS_EAGER = False
+    webhook_endpoint_create(livemode=False, url="https://crm.example.com/hooks")
     with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
         for index in range(3):
             outbox_emit(livemode=False, event_type="a", payload={"n": index})
     assert len(callbacks) == 1
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "asks"),
+    [
+        (None, False),
+        ({"livemode": True}, False),  # another mode's endpoint
+        ({"livemode": False, "event_types": ["order.placed"]}, False),  # subscribed to other events
+        ({"livemode": False, "event_types": ["transaction.processed"]}, True),
+        ({"livemode": False}, True),  # every event
+    ],
+)
+def test_a_commit_asks_for_a_dispatch_only_when_an_active_endpoint_wants_its_events(
+    settings, django_capture_on_commit_callbacks, endpoint, asks
+):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    if endpoint is not None:
+        webhook_endpoint_create(url="https://crm.example.com/hooks", **endpoint)
+
+    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+        outbox_emit(livemode=False, event_type="transaction.processed", payload={})
+
+    assert len(callbacks) == (1 if asks else 0)
+    assert OutboxEvent.objects.filter(dispatched_at__isnull=True).count() == 1  # beat's dispatch takes it
+
+
+def test_an_endpoint_created_in_this_process_is_dispatched_to_at_once(settings, django_capture_on_commit_callbacks):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    with django_capture_on_commit_callbacks() as before, transaction.atomic():
+        outbox_emit(livemode=False, event_type="order.placed", payload={})  # no endpoint yet: cached as such
+
+    webhook_endpoint_create(livemode=False, url="https://crm.example.com/hooks")
+    with django_capture_on_commit_callbacks() as after, transaction.atomic():
+        outbox_emit(livemode=False, event_type="order.placed", payload={})
+
+    assert (len(before), len(after)) == (0, 1)
 
 
 def test_a_backlog_larger_than_one_dispatch_continues_in_a_new_task_at_once(receiver, monkeypatch):

@@ -206,7 +206,20 @@ def issued_offer_data(issued: IssuedOffer) -> dict:
 def evaluation_data(evaluation, currency: str | None) -> dict:
     if evaluation is None:
         return {"discount": None, "line_discounts": [], "bonus_points": 0, "points_multiplier": None}
-    money = (lambda amount: format_minor(amount, currency)) if currency else (lambda amount: amount)
+    if currency:
+        # A 1,000-line basket gives thousands of line amounts, most of them alike: format each once.
+        formatted: dict[int, str] = {}
+
+        def money(amount: int) -> str:
+            text = formatted.get(amount)
+            if text is None:
+                text = formatted[amount] = format_minor(amount, currency)
+            return text
+    else:
+
+        def money(amount: int) -> int:
+            return amount
+
     return {
         "discount": money(evaluation.discount),
         "line_discounts": [{"line": index, "amount": money(amount)} for index, amount in evaluation.line_discounts],

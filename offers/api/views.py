@@ -50,6 +50,12 @@ class OffersApiView(ApiView):
         )
         return context, currency
 
+    def contact_id(self, contact_reference) -> object | None:
+        """The named contact's id (the service then refuses another contact's offer), or None."""
+        if not contact_reference:
+            return None
+        return contact_resolve(livemode=self.livemode, reference=contact_reference).pk
+
     def issued_offer(self, pk, contact_reference=None) -> IssuedOffer:
         """The issued offer in this mode — and of this contact, when the request names one."""
         issued_offer = get_in_mode_or_404(
@@ -151,14 +157,17 @@ class LockView(OffersApiView):
     )
     def post(self, request, pk):
         data = LockInputSerializer.validated(request.data)
-        issued_offer = self.issued_offer(pk, data.get("contact"))
+        contact_id = self.contact_id(data.get("contact"))
         context, currency = self.context_from(data["basket"])
+        # The service reads the offer under its row lock, in this mode (and of this contact).
         issued_offer, evaluation = issued.issued_offer_lock(
-            issued_offer_id=issued_offer.pk,
+            issued_offer_id=pk,
             transaction_id=data["transaction_id"],
             context=context,
             ttl_seconds=data.get("ttl_seconds"),
             actor=self.actor(),
+            livemode=self.livemode,
+            contact_id=contact_id,
         )
         return Response({**issued_offer_data(issued_offer), **evaluation_data(evaluation, currency)})
 
@@ -187,13 +196,15 @@ class RedeemView(OffersApiView):
     )
     def post(self, request, pk):
         data = RedeemInputSerializer.validated(request.data)
-        issued_offer = self.issued_offer(pk, data.get("contact"))
+        contact_id = self.contact_id(data.get("contact"))
         context, currency = self.context_from(data.get("basket"))
         issued_offer, evaluation = issued.issued_offer_redeem(
-            issued_offer_id=issued_offer.pk,
+            issued_offer_id=pk,
             transaction_id=data.get("transaction_id"),
             context=context,
             actor=self.actor(),
+            livemode=self.livemode,
+            contact_id=contact_id,
         )
         return Response({**issued_offer_data(issued_offer), **evaluation_data(evaluation, currency)})
 

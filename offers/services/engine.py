@@ -67,6 +67,11 @@ class BasketContext:
         return index
 
     @cached_property
+    def amounts(self) -> tuple[int, ...]:
+        """Each line's amount (read by every offer's evaluation: built once)."""
+        return tuple(line.amount for line in self.lines)
+
+    @cached_property
     def local_time(self) -> datetime:
         return self.at.astimezone(zoneinfo.ZoneInfo(self.venue_time_zone or "UTC"))
 
@@ -154,7 +159,8 @@ def evaluate(offer: OfferSpec, context: BasketContext, remaining: Sequence[int] 
     offers stack without discounting the same money twice; by default, the line amounts.
     """
     lines = context.lines
-    amounts = list(remaining) if remaining is not None else [line.amount for line in lines]
+    line_amounts = context.amounts
+    amounts = remaining if remaining is not None else line_amounts  # only read
     result = Evaluation(offer_id=offer.id, applicable=False)
     result.reasons.extend(place_and_time_reasons(offer, context))
     if offer.benefit_type in ("amount_off", "fixed_price") and offer.currency and offer.currency != context.currency:
@@ -163,7 +169,7 @@ def evaluate(offer: OfferSpec, context: BasketContext, remaining: Sequence[int] 
     result.qualifying_lines = qualifying
     if not qualifying:
         result.reasons.append("no_qualifying_items")
-    if qualifying and offer.min_spend and sum(lines[i].amount for i in qualifying) < offer.min_spend:
+    if qualifying and offer.min_spend and sum(map(line_amounts.__getitem__, qualifying)) < offer.min_spend:
         result.reasons.append("min_spend_not_met")
     if (
         qualifying
@@ -183,9 +189,14 @@ def evaluate(offer: OfferSpec, context: BasketContext, remaining: Sequence[int] 
         if offer.benefit_type == "free_item":
             # The free unit is the cheapest qualifying one, whatever the offer applies to.
             targets = qualifying
-        target_amounts = [amounts[i] for i in targets]
+        target_amounts = list(map(amounts.__getitem__, targets))
         base = sum(target_amounts)
-        discount = _money_discount(offer, context, lines, targets, target_amounts, base)
+        savings = (
+            _unit_savings(offer, context, lines, targets, target_amounts)
+            if offer.benefit_type == "fixed_price" and offer.applies_to != "basket"
+            else None
+        )
+        discount = _money_discount(offer, context, lines, targets, target_amounts, base, savings)
         if offer.cap_amount is not None:
             discount = min(discount, offer.cap_amount)
         discount = max(0, min(discount, base))
@@ -197,7 +208,6 @@ def evaluate(offer: OfferSpec, context: BasketContext, remaining: Sequence[int] 
             result.line_discounts = [(_cheapest_unit_line(lines, targets), discount)]
         elif offer.benefit_type == "fixed_price" and offer.applies_to != "basket":
             # Each line gets what its own units save: a line already below the price gets nothing.
-            savings = _unit_savings(offer, context, lines, targets, target_amounts)
             result.line_discounts = spread(discount, targets, savings)
         else:
             result.line_discounts = spread(discount, targets, target_amounts)
@@ -205,7 +215,7 @@ def evaluate(offer: OfferSpec, context: BasketContext, remaining: Sequence[int] 
     return result
 
 
-def _money_discount(offer, context, lines, targets, target_amounts, base) -> int:
+def _money_discount(offer, context, lines, targets, target_amounts, base, savings=None) -> int:
     exponent_scale = Decimal(10) ** _exponent(context.currency)
     if offer.benefit_type == "percent_off":
         return _round(Decimal(base) * offer.benefit_value / 100)
@@ -215,7 +225,7 @@ def _money_discount(offer, context, lines, targets, target_amounts, base) -> int
         price = _round(offer.benefit_value * exponent_scale)
         if offer.applies_to == "basket":
             return base - price
-        return sum(_unit_savings(offer, context, lines, targets, target_amounts))
+        return sum(savings if savings is not None else _unit_savings(offer, context, lines, targets, target_amounts))
     if offer.benefit_type == "free_item":
         cheapest = _cheapest_unit_line(lines, targets)
         if cheapest is None:

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -99,8 +100,28 @@ def issued_offer_transition(
     return issued
 
 
-def _locked_row(issued_offer_id) -> IssuedOffer:
-    return IssuedOffer.objects.select_for_update(of=("self",)).select_related("offer").get(pk=issued_offer_id)
+def _locked_row(issued_offer_id, *, livemode: bool | None = None, contact_id=None) -> IssuedOffer:
+    """The issued offer with its row lock. With `livemode` (and `contact_id`), one of another
+    mode (or contact), or none at all, is NotFound — the API's answer, read under the lock
+    rather than by a separate query before it."""
+    rows = IssuedOffer.objects.select_for_update(of=("self",)).select_related("offer")
+    if livemode is None:
+        return rows.get(pk=issued_offer_id)
+    try:
+        issued = rows.get(livemode=livemode, pk=issued_offer_id)
+    except (IssuedOffer.DoesNotExist, DjangoValidationError, ValueError):
+        issued = None
+    if issued is None:
+        raise NotFound(
+            f"No issued offer '{issued_offer_id}' in this mode.",
+            parameters=[NotFound.parameter("id", value=str(issued_offer_id))],
+        )
+    if contact_id is not None and issued.contact_id != contact_id:
+        raise NotFound(
+            "This contact has no such issued offer.",
+            parameters=[NotFound.parameter("id", value=str(issued_offer_id))],
+        )
+    return issued
 
 
 def _event(issued: IssuedOffer, event_type: str, **extra) -> None:
@@ -250,18 +271,20 @@ def issued_offer_lock(
     context: BasketContext | None,
     ttl_seconds: int | None = None,
     actor: str = "",
+    livemode: bool | None = None,
+    contact_id=None,
 ) -> tuple[IssuedOffer, Evaluation | None]:
     """Bind the offer to `transaction_id` for `ttl_seconds` and price it on the basket. The same
     transaction may lock again (re-pricing, new deadline); another gets OfferLocked until the
     lock's time runs out. Raises OfferLocked, OfferNotAvailable, OfferNotApplicable,
-    ValidationError."""
+    ValidationError; NotFound for an offer outside `livemode` / `contact_id` when given."""
     if not transaction_id:
         raise ValidationError.for_field("transaction_id", "A lock needs the transaction it binds to.")
     ttl = settings.OFFER_LOCK_TTL_SECONDS if ttl_seconds is None else ttl_seconds
     if not MIN_LOCK_TTL <= ttl <= MAX_LOCK_TTL:
         raise ValidationError.for_field("ttl_seconds", f"Between {MIN_LOCK_TTL} and {MAX_LOCK_TTL} seconds.")
     with transaction.atomic():
-        issued = _locked_row(issued_offer_id)
+        issued = _locked_row(issued_offer_id, livemode=livemode, contact_id=contact_id)
         now = timezone.now()
         if _lock_is_live(issued, now) and issued.locked_transaction_id != transaction_id:
             raise _locked_by_other(issued)
@@ -350,15 +373,39 @@ def _count_redemption(issued: IssuedOffer, discount: int) -> None:
             "The offer's total budget is used up.",
             parameters=[OfferLimitReached.parameter("offer_id", value=str(offer.pk), reason="budget_exhausted")],
         )
-    OfferContactUsage.objects.get_or_create(offer=offer, contact_id=issued.contact_id)
-    usage = OfferContactUsage.objects.filter(offer=offer, contact_id=issued.contact_id)
-    if offer.redemptions_per_contact is not None:
-        usage = usage.filter(redeemed_count__lt=offer.redemptions_per_contact)
-    if not usage.update(redeemed_count=F("redeemed_count") + 1):
+    if not _count_contact_use(offer, issued.contact_id):
         raise OfferLimitReached(
             f"The contact has redeemed this offer {offer.redemptions_per_contact} time(s), the limit.",
             parameters=[OfferLimitReached.parameter("offer_id", value=str(offer.pk), reason="limit_reached")],
         )
+
+
+_USAGE_TABLE = OfferContactUsage._meta.db_table
+_USAGE_UPSERT = (
+    f"INSERT INTO {_USAGE_TABLE} (offer_id, contact_id, redeemed_count) VALUES (%s, %s, 1) "
+    f"ON CONFLICT (offer_id, contact_id) DO UPDATE SET redeemed_count = {_USAGE_TABLE}.redeemed_count + 1 "
+    "{guard} RETURNING redeemed_count"
+)
+
+
+def _count_contact_use(offer: Offer, contact_id) -> bool:
+    """One more use of the offer by the contact, unless that passes `redemptions_per_contact`
+    (False then). On PostgreSQL one statement: the row is created or moved under the unique
+    constraint, with the limit as the update's condition (no row back: the limit holds)."""
+    limit = offer.redemptions_per_contact
+    if limit is not None and limit < 1:
+        return False
+    if connection.vendor == "postgresql":
+        guard = f"WHERE {_USAGE_TABLE}.redeemed_count < %s" if limit is not None else ""
+        params = [offer.pk, contact_id] + ([limit] if limit is not None else [])
+        with connection.cursor() as cursor:
+            cursor.execute(_USAGE_UPSERT.format(guard=guard), params)
+            return cursor.fetchone() is not None
+    OfferContactUsage.objects.get_or_create(offer=offer, contact_id=contact_id)
+    usage = OfferContactUsage.objects.filter(offer=offer, contact_id=contact_id)
+    if limit is not None:
+        usage = usage.filter(redeemed_count__lt=limit)
+    return bool(usage.update(redeemed_count=F("redeemed_count") + 1))
 
 
 def issued_offer_redeem(
@@ -368,13 +415,16 @@ def issued_offer_redeem(
     context: BasketContext | None = None,
     actor: str = "",
     at: datetime | None = None,
+    livemode: bool | None = None,
+    contact_id=None,
 ) -> tuple[IssuedOffer, Evaluation | None]:
     """Redeem for good (until reinstated): directly, or through the transaction holding its lock.
     With a basket the discount is recomputed; without one, a lock's price is used. Never twice:
     the row lock and the transition table make exactly one of any number of parallel calls win.
-    Raises OfferNotAvailable, OfferLocked, OfferNotApplicable, OfferLimitReached."""
+    Raises OfferNotAvailable, OfferLocked, OfferNotApplicable, OfferLimitReached; NotFound for an
+    offer outside `livemode` / `contact_id` when given."""
     with transaction.atomic():
-        issued = _locked_row(issued_offer_id)
+        issued = _locked_row(issued_offer_id, livemode=livemode, contact_id=contact_id)
         now = timezone.now()
         if issued.status not in (Status.AVAILABLE, Status.LOCKED):
             raise _not_available(issued, issued.status)

@@ -268,6 +268,9 @@ def test_lookup_query_count_does_not_grow_with_lines_or_offers(client_test):
     assert len(large_first) == len(small_first), large_first
     assert len(large_again) == len(small_again), large_again
     assert len(large_first) <= 10, large_first
+    # Once the key and the offer specs are cached: the contact, the venue, the catalogue
+    # classification, and the issued offers with their definitions and the contact's usage.
+    assert len(large_again) <= 4, large_again
 
 
 @pytest.mark.parametrize(
@@ -536,6 +539,20 @@ def test_unlock_by_another_transaction_is_refused(client_test):
 
     assert_error_body(response, 409, "OFFER_LOCKED")
     assert state(issued) == before
+
+
+def test_lock_and_redeem_take_a_bounded_number_of_queries(client_test, django_assert_max_num_queries):
+    issued = IssuedOfferFactory(offer__redemptions_per_contact=2)
+    assert lock(client_test, issued).status_code == 200  # caches the key and the offer spec
+
+    # The offer is read once, under its row lock (no separate read to check its mode first).
+    with django_assert_max_num_queries(8):
+        assert lock(client_test, issued).status_code == 200
+    # Row lock, offer counters, the contact's usage (one upsert), state, history, outbox.
+    with django_assert_max_num_queries(8):
+        assert post(client_test, issued_url(issued, "redeem"), {"transaction_id": "T1"}).status_code == 200
+
+    assert OfferContactUsage.objects.get(offer_id=issued.offer_id, contact_id=issued.contact_id).redeemed_count == 1
 
 
 def test_redeem_with_a_basket_returns_the_discount(client_test):

@@ -11,6 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from catalogue.models import Brand, Product, ProductFamily
+from catalogue.selectors import product_classifications
 from core.baskets import BasketLine
 from core.exceptions import LimitExceeded, ValidationError
 from transactions.models import ProductSync
@@ -122,12 +123,7 @@ def lines_classified_and_learned(*, livemode: bool, lines: list[BasketLine]) -> 
     SKUs the catalogue does not know yet join it (with the family/brand the line gave). One
     query when every SKU is known."""
     wanted = {line.sku for line in lines}
-    known = {
-        sku: (family, brand)
-        for sku, family, brand in Product.objects.filter(livemode=livemode, sku__in=wanted).values_list(
-            "sku", "family__code", "brand__code"
-        )
-    }
+    known = {sku: (family, brand) for sku, family, brand in product_classifications(livemode=livemode, skus=wanted)}
     unknown = {line.sku: line for line in lines if line.sku not in known}
     if unknown:
         families = _codes(ProductFamily, livemode, {line.family for line in unknown.values() if line.family})
