@@ -617,7 +617,15 @@ class CampaignAdmin(ModelAdmin):
     def progress(self, request, object_id):
         campaign = self._campaign(request, object_id)
         query = request.GET.get("q", "").strip()
-        participations = CampaignParticipation.objects.filter(campaign=campaign).select_related("contact")
+        awards = CampaignAward.objects.filter(campaign=campaign, contact=OuterRef("contact")).order_by()
+        participations = (
+            CampaignParticipation.objects.filter(campaign=campaign)
+            .select_related("contact")
+            .annotate(
+                awards_count=Coalesce(Subquery(awards.values("contact").annotate(n=Count("id")).values("n")), 0),
+                last_award_at=Subquery(awards.order_by("-occurred_at").values("occurred_at")[:1]),
+            )
+        )
         if query:
             participations = participations.filter(contact__member_number__startswith=query)
         total = participations.count()

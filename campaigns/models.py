@@ -262,15 +262,13 @@ class Event(LivemodeModel):
 class CampaignParticipation(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="participations")
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
-    awards_count = models.PositiveIntegerField(default=0)
-    last_award_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["campaign", "contact"], name="campaign_participation_unique")]
 
     def __str__(self) -> str:
-        return f"{self.campaign_id}: {self.contact_id} ({self.awards_count} awards)"
+        return f"{self.campaign_id}: {self.contact_id}"
 
 
 class GoalContribution(models.Model):

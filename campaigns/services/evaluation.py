@@ -80,26 +80,22 @@ def _lock_points_account(contact: Contact) -> None:
         Account.objects.select_for_update().filter(pk=account.pk).values_list("pk", flat=True).get()
 
 
-def _participation_locked(campaign_id: str, contact_id) -> int:
+def _participation_locked(campaign_id: str, contact_id) -> None:
     """Take the (campaign, contact) lock row, creating it on first use: one statement (an upsert
-    locks the row it finds). Returns the row's id."""
+    locks the row it finds)."""
     if connection.vendor != "postgresql":
         CampaignParticipation.objects.bulk_create(
             [CampaignParticipation(campaign_id=campaign_id, contact_id=contact_id)], ignore_conflicts=True
         )
-        return (
-            CampaignParticipation.objects.select_for_update()
-            .values_list("pk", flat=True)
-            .get(campaign_id=campaign_id, contact_id=contact_id)
-        )
+        CampaignParticipation.objects.select_for_update().filter(campaign_id=campaign_id, contact_id=contact_id).get()
+        return
     table = CampaignParticipation._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (campaign_id, contact_id, awards_count, created_at) VALUES (%s, %s, 0, %s) "
-            f"ON CONFLICT (campaign_id, contact_id) DO UPDATE SET awards_count = {table}.awards_count RETURNING id",
+            f"INSERT INTO {table} (campaign_id, contact_id, created_at) VALUES (%s, %s, %s) "
+            f"ON CONFLICT (campaign_id, contact_id) DO UPDATE SET created_at = {table}.created_at",
             [uuid.UUID(str(campaign_id)), contact_id, timezone.now()],
         )
-        return cursor.fetchone()[0]
 
 
 def _award_insert(spec: CampaignSpec, decision: Decision, contact: Contact, facts: CauseFacts) -> CampaignAward | None:
@@ -222,7 +218,7 @@ def _budget_taken(spec: CampaignSpec, decision: Decision) -> bool:
 
 def _fire(*, spec: CampaignSpec, decision: Decision, contact: Contact, facts: CauseFacts, posting: Posting) -> Any:
     """The award (or None when a goal, limit or budget holds it back, or ALREADY_AWARDED)."""
-    participation_id = _participation_locked(spec.id, contact.pk)
+    _participation_locked(spec.id, contact.pk)
     if CampaignAward.objects.filter(campaign_id=spec.id, cause=facts.key, contact=contact).exists():
         # A retry of a cause that already fired: asked before the goal and the limit, which the
         # first award has since changed.
@@ -294,9 +290,6 @@ def _fire(*, spec: CampaignSpec, decision: Decision, contact: Contact, facts: Ca
         CampaignAward.objects.filter(pk=award.pk).update(
             offers_issued=award.offers_issued, messages_sent=award.messages_sent, detail=detail
         )
-    CampaignParticipation.objects.filter(pk=participation_id).update(
-        awards_count=F("awards_count") + 1, last_award_at=facts.occurred_at
-    )
     return award
 
 
