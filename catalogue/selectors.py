@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from catalogue.models import Brand, Merchant, Product, ProductFamily, Venue
+from core.exceptions import ValidationError
 
 
 def merchant_list(*, livemode: bool) -> QuerySet[Merchant]:
@@ -17,6 +18,17 @@ def merchant_list(*, livemode: bool) -> QuerySet[Merchant]:
 
 def venue_list(*, livemode: bool) -> QuerySet[Venue]:
     return Venue.objects.filter(livemode=livemode).select_related("merchant")
+
+
+def venues_in_mode(*, livemode: bool, venue_ids: list) -> list[Venue]:
+    """The venues named by id, all of this mode; ValidationError naming the unknown ones (offers
+    and campaigns restrict to venues this way)."""
+    venues = list(Venue.objects.filter(livemode=livemode, pk__in=venue_ids))
+    if len(venues) != len(set(map(str, venue_ids))):
+        found = {str(venue.pk) for venue in venues}
+        missing = [str(venue_id) for venue_id in venue_ids if str(venue_id) not in found]
+        raise ValidationError.for_field("venues", f"Unknown venue(s) in this mode: {', '.join(missing)}.")
+    return venues
 
 
 def product_list(*, livemode: bool) -> QuerySet[Product]:

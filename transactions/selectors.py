@@ -1,10 +1,12 @@
-"""Reads of the transactions app: receipt codes (the QR and barcode payloads a till prints on
-the receipt of an anonymous purchase, so the contact can claim it later)."""
+"""Reads of the transactions app: a stored purchase's lines as the engines see them, and receipt
+codes (the QR and barcode payloads a till prints on the receipt of an anonymous purchase, so the
+contact can claim it later)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.baskets import BasketLine
 from transactions.models import Claim, Transaction
 
 SEPARATOR = ";"
@@ -47,3 +49,18 @@ def transaction_receipt_code(txn: Transaction) -> ReceiptCode | None:
         receipt_number=txn.receipt_number,
         amount=txn.net_amount,
     )
+
+
+def item_lines(items) -> list[BasketLine]:
+    """A stored purchase's lines as the engines see them: what each line cost after its share of
+    order-level discounts (before the catalogue fills in families and brands)."""
+    return [
+        BasketLine(
+            sku=item.sku,
+            amount=item.amount - item.discount_allocated,
+            quantity=item.quantity,
+            family=item.family or None,
+            brand=item.brand or None,
+        )
+        for item in items
+    ]

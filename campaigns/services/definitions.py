@@ -18,7 +18,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, CampaignAudienceMember, CampaignOutcome, CampaignRestriction
 from campaigns.services.engine import FILTER_OPERATORS
 from campaigns.services.events import EVENT_TYPE, RESERVED_TYPES
-from catalogue.models import Venue
+from catalogue.selectors import venues_in_mode
 from catalogue.services import restrictions_check
 from core.exceptions import Conflict, DomainError, LimitExceeded, ValidationError
 from core.models import MessageVariant
@@ -261,15 +261,6 @@ def check_outcomes(outcomes: list[dict[str, Any]], *, campaign: Campaign) -> lis
     return built
 
 
-def _venues(livemode: bool, venue_ids: list) -> list[Venue]:
-    venues = list(Venue.objects.filter(livemode=livemode, pk__in=venue_ids))
-    if len(venues) != len(set(map(str, venue_ids))):
-        found = {str(venue.pk) for venue in venues}
-        missing = [str(venue_id) for venue_id in venue_ids if str(venue_id) not in found]
-        raise ValidationError.for_field("venues", f"Unknown venue(s) in this mode: {', '.join(missing)}.")
-    return venues
-
-
 def _tiers(livemode: bool, tier_ids: list) -> list[Tier]:
     tiers = list(Tier.objects.filter(livemode=livemode, pk__in=tier_ids))
     if len(tiers) != len(set(tier_ids)):
@@ -308,7 +299,7 @@ def _save(
     built = check_outcomes(outcomes, campaign=campaign) if outcomes is not None else None
     if built is None and campaign.pk and campaign.outcomes.exists():
         check_outcomes(_current_outcomes(campaign), campaign=campaign)  # a changed trigger must still fit
-    venues = _venues(campaign.livemode, venue_ids) if venue_ids is not None else None
+    venues = venues_in_mode(livemode=campaign.livemode, venue_ids=venue_ids) if venue_ids is not None else None
     if venues and campaign.trigger != Campaign.Trigger.PURCHASE:
         raise ValidationError.for_field("venues", "Venues apply to purchase-triggered campaigns.")
     tiers = _tiers(campaign.livemode, tier_ids) if tier_ids is not None else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import zoneinfo
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -22,12 +22,12 @@ from campaigns.models import Campaign, CampaignAudienceMember, Event
 from campaigns.selectors import campaign_specs
 from campaigns.services.engine import CampaignSpec, CauseFacts, evaluate, goal_reached, period_start
 from catalogue.models import Product
-from core.baskets import BasketLine
 from core.exceptions import ValidationError
 from core.money import format_minor
 from loyalty.models import Contact, TierHistory
 from offers.services.engine import BasketContext
 from transactions.models import Transaction
+from transactions.selectors import item_lines
 
 MAX_DAYS = 365
 BATCH = 2000
@@ -134,16 +134,14 @@ def _purchase_causes(campaign: Campaign, since: datetime, until: datetime, tiers
         purchase_numbers[contact_id] = purchase_numbers.get(contact_id, 0) + 1
         items = list(txn.items.all())
         _learn_catalogue(campaign.livemode, {item.sku for item in items}, catalogue)
+        # As processing did: what the catalogue says where the till said nothing.
         lines = [
-            BasketLine(
-                sku=item.sku,
-                amount=item.amount - item.discount_allocated,
-                quantity=item.quantity,
-                # As processing did: what the catalogue says where the till said nothing.
-                family=item.family or catalogue.get(item.sku, (None, None))[0],
-                brand=item.brand or catalogue.get(item.sku, (None, None))[1],
+            replace(
+                line,
+                family=line.family or catalogue[line.sku][0],
+                brand=line.brand or catalogue[line.sku][1],
             )
-            for item in items
+            for line in item_lines(items)
         ]
         yield (
             txn.occurred_at,

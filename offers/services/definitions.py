@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
-from catalogue.models import Venue
+from catalogue.selectors import venues_in_mode
 from catalogue.services import restrictions_check
 from core.exceptions import ValidationError
 from core.models import MessageVariant
@@ -92,15 +92,6 @@ def _restrictions(restrictions: list[dict[str, str]]) -> list[tuple[str, str, st
     return restrictions_check(restrictions, owner="offer")
 
 
-def _venues(livemode: bool, venue_ids: list) -> list[Venue]:
-    venues = list(Venue.objects.filter(livemode=livemode, pk__in=venue_ids))
-    if len(venues) != len(set(map(str, venue_ids))):
-        found = {str(venue.pk) for venue in venues}
-        missing = [str(venue_id) for venue_id in venue_ids if str(venue_id) not in found]
-        raise ValidationError.for_field("venues", f"Unknown venue(s) in this mode: {', '.join(missing)}.")
-    return venues
-
-
 def _message_variant(livemode: bool, variant_id) -> MessageVariant | None:
     """The variant an API request names by id, in the offer's mode (another mode's is unknown)."""
     if variant_id is None:
@@ -116,7 +107,7 @@ def _message_variant(livemode: bool, variant_id) -> MessageVariant | None:
 def _save(offer: Offer, restrictions: list[dict] | None, venue_ids: list | None) -> Offer:
     check_offer(offer)
     triples = _restrictions(restrictions) if restrictions is not None else None
-    venues = _venues(offer.livemode, venue_ids) if venue_ids is not None else None
+    venues = venues_in_mode(livemode=offer.livemode, venue_ids=venue_ids) if venue_ids is not None else None
     offer.save()
     if triples is not None:
         offer.restrictions.all().delete()

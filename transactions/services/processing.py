@@ -30,6 +30,7 @@ from loyalty.services.wallets import points_earn, program_for
 from offers.selectors import offer_specs
 from offers.services.engine import BasketContext, evaluate, qualifying_line_indexes
 from transactions.models import Transaction, TransactionEvent, TransactionItem
+from transactions.selectors import item_lines
 from transactions.services.intake import transaction_enqueue
 from transactions.services.products import lines_classified_and_learned
 
@@ -173,16 +174,7 @@ def transaction_process(*, transaction_id) -> Transaction:
             return txn
         txn.attempts += 1
         items = list(txn.items.all())
-        lines = [
-            BasketLine(
-                sku=item.sku,
-                amount=item.amount - item.discount_allocated,
-                quantity=item.quantity,
-                family=item.family or None,
-                brand=item.brand or None,
-            )
-            for item in items
-        ]
+        lines = item_lines(items)
         # Every purchase teaches the catalogue its SKUs, with or without a contact; and rule
         # exclusions and offer restrictions name families and brands the till may not send.
         lines = lines_classified_and_learned(livemode=txn.livemode, lines=lines)
