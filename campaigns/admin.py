@@ -215,43 +215,8 @@ class CampaignForm(forms.ModelForm):
 
     class Meta:
         model = Campaign
-        fields = (
-            "name",
-            "description",
-            "status",
-            "livemode",
-            "starts_at",
-            "ends_at",
-            "time_zone",
-            "trigger",
-            "event_type",
-            "to_tier",
-            "audience",
-            "audience_tiers",
-            "audience_filters",
-            "currency",
-            "min_spend",
-            "min_quantity",
-            "channels",
-            "venues",
-            "days_of_week",
-            "hour_from",
-            "hour_until",
-            "event_filters",
-            "nth_purchase",
-            "goal_metric",
-            "goal_target",
-            "goal_period",
-            "goal_period_days",
-            "limit_per_contact",
-            "limit_period",
-            "limit_period_days",
-            "budget_awards",
-            "budget_points",
-            "budget_money",
-            "priority",
-            "stops_lower_priority",
-        )
+        # What the services accept, plus the relations and the two fields the admin owns.
+        fields = (*definitions.CAMPAIGN_FIELDS, "status", "livemode", "to_tier", "audience_tiers", "venues")
         help_texts = {
             "min_spend": "Integer minor units of qualifying items (1250 = 12.50 in the campaign's currency).",
             "budget_money": "Total cashback allowed, integer minor units (1250 = 12.50).",
