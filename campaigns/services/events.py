@@ -160,29 +160,25 @@ def system_event_raise(
         ],
         ignore_conflicts=True,
     )
+    # The id is drawn here, not by the database. When the key already existed nothing was
+    # inserted and processing finds no such event: a no-op, cheaper than looking the key up again
+    # for every contact of a bulk write.
     event_id = created[0].pk
-    transaction.on_commit(lambda: _enqueue_by_key(livemode, key, event_id))
+    transaction.on_commit(lambda: event_enqueue(event_id))
     return True
-
-
-def _enqueue_by_key(livemode: bool, key: str, event_id) -> None:
-    # bulk_create with ignore_conflicts cannot tell whether the row was new: look it up.
-    found = Event.objects.filter(livemode=livemode, external_id=key, status=Status.QUEUED).values_list("pk", flat=True)
-    for pk in found:
-        event_enqueue(pk)
 
 
 def _tier_id(contact: Contact) -> int | None:
     return ContactTier.objects.filter(contact=contact).values_list("tier_id", flat=True).first()
 
 
-def event_process(*, event_id) -> Event:
+def event_process(*, event_id) -> Event | None:
     """Fire the campaigns an event meets. Safe to run any number of times: only a queued event
     is processed, under its row lock, in one database transaction."""
     with transaction.atomic():
-        event = Event.objects.select_for_update(of=("self",)).select_related("contact").get(pk=event_id)
-        if event.status != Status.QUEUED:
-            return event
+        event = Event.objects.select_for_update(of=("self",)).select_related("contact").filter(pk=event_id).first()
+        if event is None or event.status != Status.QUEUED:
+            return event  # None: a system event whose key was raised before (see system_event_raise)
         event.attempts += 1
         contact = event.contact
         specs = campaigns_in_force(livemode=event.livemode, triggers=EVENT_TRIGGERS, at=event.occurred_at)

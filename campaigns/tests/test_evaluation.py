@@ -3,6 +3,7 @@ once per (campaign, cause, contact), keep goals, limits and budgets, and are rev
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -362,3 +363,18 @@ def test_reprocessing_keeps_lower_campaigns_stopped_by_one_that_already_fired(co
     transaction_process(transaction_id=txn.pk)
     assert not CampaignAward.objects.filter(campaign=low).exists()
     assert points_of(contact) == 10 + 100
+
+
+def test_a_system_event_raised_twice_is_stored_once_and_the_second_enqueue_finds_nothing(contact):
+    from campaigns.services.events import system_event_raise
+
+    campaign(trigger="birthday", outcomes=[{"kind": "points", "points": 30}])
+    raised = []
+    for _ in range(2):
+        system_event_raise(
+            livemode=False, contact_id=contact.pk, trigger="birthday", event_type="birthday", key="birthday:x:2026"
+        )
+        raised.append(Event.objects.get(external_id="birthday:x:2026").pk)
+    assert Event.objects.filter(external_id="birthday:x:2026").count() == 1
+    assert event_process(event_id=uuid.uuid4()) is None  # the twin's id was never inserted
+    assert event_process(event_id=raised[0]).status == Event.Status.PROCESSED
