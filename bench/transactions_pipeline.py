@@ -175,10 +175,13 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--celery-workers", type=int, default=2)
     args = parser.parse_args()
+    # As in production: a cache shared by web and workers (the intake's drain flag lives there).
+    os.environ["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
     use_database("loyalty_bench_txn")
     import redis
 
     redis.Redis.from_url(BROKER).flushdb()
+    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
     contacts, key = build_world()
     counts = intake_queries(contacts[0])
     server = Server(port=8095, workers=args.web_workers, extra_env={"CELERY_BROKER_URL": BROKER})

@@ -187,6 +187,8 @@ WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 # How long a worker holds a delivery it is sending; a killed worker's delivery comes due again
 # after it. Keep it above the timeout, or a slow receiver gets the message twice.
 WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=60)
+# A worker drains queued purchases for at most this long per task, then hands over to a new one.
+TRANSACTION_DRAIN_SECONDS = env.float("TRANSACTION_DRAIN_SECONDS", default=10.0)
 WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=20)
 OFFER_LOCK_TTL_SECONDS = env.int("OFFER_LOCK_TTL_SECONDS", default=900)
 # On PostgreSQL a ledger credit is one SQL statement (one round trip); off = the portable path.

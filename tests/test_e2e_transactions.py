@@ -154,7 +154,8 @@ def tier_row_locked(contact):
 
 
 def _task_ids(worker, event: str) -> list[str]:
-    return re.findall(rf"Task transactions\.process\[([0-9a-f-]+)\] {event}", worker.log())
+    """Ids of the processing tasks (a drain, or one purchase sent by the sweeper) in the log."""
+    return re.findall(rf"Task transactions\.process(?:_queued)?\[([0-9a-f-]+)\] {event}", worker.log())
 
 
 def _children(pid: int) -> list[int]:
@@ -180,7 +181,27 @@ def test_purchase_posted_over_the_api_is_processed_by_a_real_worker_into_ledger_
 
     worker.wait_until(lambda: _status(answer["transaction_id"]) != "queued")
     assert len(_task_ids(worker, "succeeded")) == 1  # it went through Redis to the worker process
+    assert "Task transactions.process_queued[" in worker.log()  # a drain
     _assert_earned_once(client, contact, "E2E-1", answer["transaction_id"])
+
+
+def test_a_burst_of_purchases_is_drained_by_two_tasks_not_one_task_each(celery_worker_process, web_side, shopper):
+    client, contact = shopper
+    worker = celery_worker_process
+    web_side(worker.broker, worker.queue)
+
+    with tier_row_locked(contact):
+        # The first purchase's drain starts (clearing the flag) and waits on the tier row; the
+        # second sends one more drain; the next eighteen find it waiting and send nothing.
+        first = _post_and_block_in_processing(client, contact, worker, "E2E-BURST-0")
+        answers = [_post_purchase(client, contact, f"E2E-BURST-{n}") for n in range(1, 20)]
+
+    ids = [first] + [answer["transaction_id"] for answer in answers]
+    worker.wait_until(lambda: all(_status(transaction_id) == "processed" for transaction_id in ids))
+    worker.wait_until(lambda: len(_task_ids(worker, "succeeded")) == 2)
+    assert len(_task_ids(worker, "received")) == 2
+    assert LedgerEntry.objects.filter(contact=contact, kind="earn").count() == 20
+    assert sum(LedgerEntry.objects.filter(contact=contact).values_list("amount", flat=True)) == 20 * 30
 
 
 def test_purchase_accepted_while_the_broker_is_down_is_stored_and_the_sweeper_gets_it_processed(

@@ -4,10 +4,11 @@ worker killed mid-task leaves the message to be delivered again, and the task is
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 
 from core.exceptions import DomainError
-from transactions.services import processing, products
+from transactions.services import intake, processing, products
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,27 @@ def process_transaction(self, transaction_id: str) -> None:
         # an email, a database constraint's detail). The full reason is stored on the transaction.
         logger.error("Processing transaction %s failed (%s)", transaction_id, error.__class__.__name__)
         processing.transaction_fail(transaction_id=transaction_id, reason=f"{error.__class__.__name__}: {error}")
+
+
+@shared_task(
+    name="transactions.process_queued",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    max_retries=8,
+)
+def process_queued(flag: str | None = None) -> int:
+    """Drain the queue of stored purchases (see `processing.queued_drain`). Intake sends this
+    task only when none is already waiting (`intake.processing_kick`); the flag is cleared
+    before the first read, so a purchase stored from now on either finds it cleared and sends
+    another drain, or is seen by this one."""
+    if flag:
+        intake.drain_flag_clear(flag)
+    result = processing.queued_drain(max_seconds=settings.TRANSACTION_DRAIN_SECONDS)
+    if result.more:
+        # Budget spent: hand over to a new task so other work queued behind this one runs too.
+        process_queued.delay()
+    return result.processed
 
 
 @shared_task(name="transactions.sweep_queued")

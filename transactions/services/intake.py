@@ -214,6 +214,55 @@ def transaction_enqueue(transaction_id) -> None:
         logger.warning("Could not enqueue transaction %s; the sweeper will pick it up", transaction_id)
 
 
+# Set while a drain task (`transactions.process_queued`) is waiting to run: intake sends one only
+# when none is, so a burst of purchases costs a few tasks, not one each. The time limit bounds
+# the wait when a drain message is lost (the next purchase sends another; the sweeper stays).
+_DRAIN_FLAG_SECONDS = 10
+
+
+def _drain_flag_key() -> str | None:
+    """The flag's cache key (per task queue: a drain on another queue does not help; the drain
+    is told which flag to clear), or None
+    when purchases are enqueued one by one: tasks run in-process, or the cache is not shared
+    between web and worker processes, so a worker could not clear the web side's flag."""
+    from celery import current_app
+    from django.conf import settings
+
+    if current_app.conf.task_always_eager or not settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
+        return None
+    return f"transactions:drain-pending:{current_app.conf.task_default_queue}"
+
+
+def processing_kick(transaction_id) -> None:
+    """After an intake's commit: make sure a drain will see the purchase. A broker or cache that
+    is down must not fail an accepted purchase (the sweeper picks it up)."""
+    from django.core.cache import cache
+
+    from transactions.tasks import process_queued
+
+    key = _drain_flag_key()
+    if key is None:
+        transaction_enqueue(transaction_id)
+        return
+    try:
+        if not cache.add(key, 1, timeout=_DRAIN_FLAG_SECONDS):
+            return  # a drain is waiting to run and will see this purchase
+        try:
+            process_queued.delay(flag=key)
+        except Exception:
+            cache.delete(key)  # nothing is waiting after all: let the next purchase try again
+            raise
+    except Exception:  # noqa: BLE001 - any broker or cache failure; the sweeper retries
+        logger.warning("Could not enqueue transaction %s; the sweeper will pick it up", transaction_id)
+
+
+def drain_flag_clear(key: str) -> None:
+    """A drain task starts: purchases stored from now on send another one."""
+    from django.core.cache import cache
+
+    cache.delete(key)
+
+
 def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transaction, dict, bool]:
     """Store a purchase and answer at once: (transaction, response body, replayed?).
 
@@ -344,5 +393,5 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
             kind="received",
             detail=f"{len(purchase.lines)} lines, {format_minor(amount, purchase.currency)} {purchase.currency}",
         )
-        transaction.on_commit(lambda: transaction_enqueue(txn.pk))
+        transaction.on_commit(lambda: processing_kick(txn.pk))
     return txn, txn.response, False

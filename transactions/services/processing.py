@@ -11,12 +11,13 @@ purchase earns exactly once.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from catalogue.models import line_matches_restrictions
@@ -172,68 +173,128 @@ def transaction_process(*, transaction_id) -> Transaction:
         )
         if txn.status != Status.QUEUED:
             return txn
-        txn.attempts += 1
-        items = list(txn.items.all())
-        lines = item_lines(items)
-        # Every purchase teaches the catalogue its SKUs, with or without a contact; and rule
-        # exclusions and offer restrictions name families and brands the till may not send.
-        lines = lines_classified_and_learned(livemode=txn.livemode, lines=lines)
-        if txn.contact is None:
-            txn.status = Status.UNMATCHED if txn.match_key else Status.ANONYMOUS
-            txn.save(update_fields=["status", "attempts"])
-            _event(txn, txn.status, "waiting for a contact with this identifier" if txn.match_key else "no contact")
-            return txn
-        contact = txn.contact
-        tier = tier_at(contact=contact, moment=txn.occurred_at)
-        tier_multiplier = tier.multiplier if tier else Decimal(1)
-        rules = earning_rules_in_force(livemode=txn.livemode, currency=txn.currency, at=txn.occurred_at, tier=tier)
-        earning = basket_points(lines=lines, rules=rules, currency=txn.currency, tier_multiplier=tier_multiplier)
-        base_by_line = points_allocate(earning.points, _earning_weights(lines, rules, txn.currency, tier_multiplier))
-        offer_points, offer_by_line = _offer_points(txn, lines, base_by_line)
-        total = earning.points + offer_points
-        per_line = [base + extra for base, extra in zip(base_by_line, offer_by_line, strict=True)]
-        for item, points in zip(items, per_line, strict=True):
-            item.points_earned = points
-        _store_line_points(items)
-        program = program_for(livemode=txn.livemode)
-        qualifying_spend = txn.net_amount if txn.currency == program.currency else 0
-        if total > 0:
-            points_earn(
-                contact=contact,
-                points=total,
-                cause=Cause(
-                    LedgerEntry.Source.TRANSACTION, txn.external_id, f"txn:{txn.pk}:earn", occurred_at=txn.occurred_at
-                ),
-                qualifying_spend=qualifying_spend,
-            )
-        facts = PurchaseFacts(
-            transaction=txn,
-            contact=contact,
-            lines=lines,
-            tier=tier,
-            base_points=earning.points,
-            offer_points=offer_points,
-        )
-        for hook in PURCHASE_PROCESSED_HOOKS:
-            hook(facts)
-        txn.status = Status.PROCESSED
-        txn.points_earned = total
-        txn.processed_at = timezone.now()
-        txn.failure_reason = ""
-        txn.save(update_fields=["status", "points_earned", "processed_at", "attempts", "failure_reason"])
-        _event(txn, "processed", f"{total} points ({earning.points} base, {offer_points} from offers)")
-        outbox_emit(
-            livemode=txn.livemode,
-            event_type="transaction.processed",
-            payload={
-                "id": txn.external_id,
-                "transaction_id": str(txn.pk),
-                "contact_id": str(contact.pk),
-                "points_earned": total,
-                "occurred_at": txn.occurred_at.isoformat(),
-            },
-        )
+        _process_locked(txn)
     return txn
+
+
+@dataclass
+class DrainResult:
+    processed: int = 0
+    failed: int = 0
+    more: bool = False  # stopped by the time or count budget with purchases still queued
+
+
+def _next_queued() -> Transaction | None:
+    """The oldest queued purchase no other worker holds, locked until the end of the caller's
+    database transaction (SKIP LOCKED: parallel drainers never wait on each other's rows)."""
+    return (
+        Transaction.objects.select_for_update(of=("self",), skip_locked=True)
+        .select_related("contact", "venue")
+        .filter(status=Status.QUEUED)
+        .order_by("status", "received_at")
+        .first()
+    )
+
+
+def queued_drain(*, max_seconds: float = 10.0, max_count: int = 5000) -> DrainResult:
+    """Process queued purchases, oldest first, until none is left or a budget is spent.
+
+    What a worker does between Celery tasks (fetch, decode, acknowledge) costs more than
+    processing a purchase; draining processes a burst with one task. Each purchase is still its
+    own database transaction holding its row lock, so a worker killed half-way rolls back only
+    the purchase in hand, which stays queued for the next drain. A purchase that fails for any
+    reason but a lost database connection is marked failed (visible and re-processable in the
+    admin) rather than left at the head of the queue.
+    """
+    result = DrainResult()
+    deadline = time.monotonic() + max_seconds
+    while True:
+        if result.processed + result.failed >= max_count or time.monotonic() >= deadline:
+            result.more = Transaction.objects.filter(status=Status.QUEUED).exists()
+            return result
+        txn = None
+        try:
+            with transaction.atomic():
+                txn = _next_queued()
+                if txn is None:
+                    return result
+                _process_locked(txn)
+        except (OperationalError, InterfaceError):
+            raise  # the database is going away: the task retries the drain later
+        except Exception as error:  # one bad purchase must not stop the queue
+            if txn is None:
+                raise
+            # Class only in the log: a message may quote personal data (stored on the purchase).
+            logger.error("Processing transaction %s failed (%s)", txn.pk, error.__class__.__name__)
+            transaction_fail(transaction_id=txn.pk, reason=f"{error.__class__.__name__}: {error}")
+            result.failed += 1
+        else:
+            result.processed += 1
+
+
+def _process_locked(txn: Transaction) -> None:
+    """Process a queued purchase whose row the caller holds locked."""
+    txn.attempts += 1
+    items = list(txn.items.all())
+    lines = item_lines(items)
+    # Every purchase teaches the catalogue its SKUs, with or without a contact; and rule
+    # exclusions and offer restrictions name families and brands the till may not send.
+    lines = lines_classified_and_learned(livemode=txn.livemode, lines=lines)
+    if txn.contact is None:
+        txn.status = Status.UNMATCHED if txn.match_key else Status.ANONYMOUS
+        txn.save(update_fields=["status", "attempts"])
+        _event(txn, txn.status, "waiting for a contact with this identifier" if txn.match_key else "no contact")
+        return
+    contact = txn.contact
+    tier = tier_at(contact=contact, moment=txn.occurred_at)
+    tier_multiplier = tier.multiplier if tier else Decimal(1)
+    rules = earning_rules_in_force(livemode=txn.livemode, currency=txn.currency, at=txn.occurred_at, tier=tier)
+    earning = basket_points(lines=lines, rules=rules, currency=txn.currency, tier_multiplier=tier_multiplier)
+    base_by_line = points_allocate(earning.points, _earning_weights(lines, rules, txn.currency, tier_multiplier))
+    offer_points, offer_by_line = _offer_points(txn, lines, base_by_line)
+    total = earning.points + offer_points
+    per_line = [base + extra for base, extra in zip(base_by_line, offer_by_line, strict=True)]
+    for item, points in zip(items, per_line, strict=True):
+        item.points_earned = points
+    _store_line_points(items)
+    program = program_for(livemode=txn.livemode)
+    qualifying_spend = txn.net_amount if txn.currency == program.currency else 0
+    if total > 0:
+        points_earn(
+            contact=contact,
+            points=total,
+            cause=Cause(
+                LedgerEntry.Source.TRANSACTION, txn.external_id, f"txn:{txn.pk}:earn", occurred_at=txn.occurred_at
+            ),
+            qualifying_spend=qualifying_spend,
+        )
+    facts = PurchaseFacts(
+        transaction=txn,
+        contact=contact,
+        lines=lines,
+        tier=tier,
+        base_points=earning.points,
+        offer_points=offer_points,
+    )
+    for hook in PURCHASE_PROCESSED_HOOKS:
+        hook(facts)
+    txn.status = Status.PROCESSED
+    txn.points_earned = total
+    txn.processed_at = timezone.now()
+    txn.failure_reason = ""
+    txn.save(update_fields=["status", "points_earned", "processed_at", "attempts", "failure_reason"])
+    _event(txn, "processed", f"{total} points ({earning.points} base, {offer_points} from offers)")
+    outbox_emit(
+        livemode=txn.livemode,
+        event_type="transaction.processed",
+        payload={
+            "id": txn.external_id,
+            "transaction_id": str(txn.pk),
+            "contact_id": str(contact.pk),
+            "points_earned": total,
+            "occurred_at": txn.occurred_at.isoformat(),
+        },
+    )
 
 
 def transaction_fail(*, transaction_id, reason: str) -> None:

@@ -524,3 +524,67 @@ def test_a_purchase_whose_enqueue_was_lost_is_picked_up_by_the_sweeper(
 
     txn.refresh_from_db()
     assert (txn.status, txn.points_earned) == ("processed", 10)
+
+
+# --- draining the queue -------------------------------------------------------------------------
+
+
+def test_a_drain_processes_every_queued_purchase_oldest_first(contact, rule):
+    sent = [transaction_intake(livemode=False, purchase=purchase(f"D-{n}", contact=contact))[0] for n in range(3)]
+
+    result = processing.queued_drain()
+
+    assert (result.processed, result.failed, result.more) == (3, 0, False)
+    ordered = Transaction.objects.order_by("processed_at").values_list("pk", flat=True)
+    assert list(ordered) == [txn.pk for txn in sent]
+    assert earned(contact) == 30
+    assert processing.queued_drain().processed == 0  # nothing twice
+
+
+def test_a_drain_marks_a_purchase_that_fails_and_goes_on_with_the_next(contact, rule, monkeypatch):
+    bad, _, _ = transaction_intake(livemode=False, purchase=purchase("D-bad", contact=contact))
+    good, _, _ = transaction_intake(livemode=False, purchase=purchase("D-good", contact=contact))
+    real = processing.basket_points
+
+    def broken_for_the_first(**kwargs):
+        if kwargs["lines"] and Transaction.objects.filter(pk=bad.pk, status="queued").exists():
+            processing.basket_points = real  # only once
+            raise TypeError("unexpected")
+        return real(**kwargs)
+
+    monkeypatch.setattr(processing, "basket_points", broken_for_the_first)
+    result = processing.queued_drain()
+
+    assert (result.processed, result.failed) == (1, 1)
+    bad.refresh_from_db()
+    good.refresh_from_db()
+    assert (bad.status, bad.failure_reason) == ("failed", "TypeError: unexpected")
+    assert (good.status, good.points_earned) == ("processed", 10)
+    assert not LedgerEntry.objects.filter(source_id=bad.external_id).exists()
+
+
+def test_a_drain_stops_at_its_budget_and_says_more_is_queued(contact, rule):
+    for n in range(3):
+        transaction_intake(livemode=False, purchase=purchase(f"D-{n}", contact=contact))
+
+    result = processing.queued_drain(max_count=2)
+
+    assert (result.processed, result.more) == (2, True)
+    assert Transaction.objects.filter(status="queued").count() == 1
+
+
+def test_the_drain_task_clears_its_flag_and_hands_over_when_its_budget_is_spent(contact, rule, monkeypatch, settings):
+    from django.core.cache import cache
+
+    for n in range(2):
+        transaction_intake(livemode=False, purchase=purchase(f"D-{n}", contact=contact))
+    cache.set("drain-flag-under-test", 1)
+    handed_over = []
+    monkeypatch.setattr(tasks.process_queued, "delay", lambda **kwargs: handed_over.append(kwargs))
+    settings.TRANSACTION_DRAIN_SECONDS = 0  # the budget is spent after the first check
+
+    assert tasks.process_queued(flag="drain-flag-under-test") == 0
+    assert cache.get("drain-flag-under-test") is None
+    assert handed_over == [{}]
+    settings.TRANSACTION_DRAIN_SECONDS = 10
+    assert tasks.process_queued() == 2 and handed_over == [{}]
