@@ -7,7 +7,8 @@ from typing import Any
 
 from dateutil.relativedelta import relativedelta
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from core.exceptions import ValidationError
@@ -21,13 +22,18 @@ from loyalty.services.wallets import program_for
 TIER_FIELDS = ("name", "rank", "threshold", "multiplier", "description", "is_active")
 
 
+def _qualifying(contact_id, program: Program, now: datetime) -> QuerySet[LedgerEntry]:
+    since = now - relativedelta(months=program.tier_window_months)
+    return LedgerEntry.objects.filter(contact_id=contact_id, occurred_at__gt=since, occurred_at__lte=now)
+
+
+def _qualifying_column(program: Program) -> str:
+    return "qualifying_points" if program.tier_basis == Program.TierBasis.POINTS else "qualifying_spend"
+
+
 def qualifying_value(*, contact: Contact, program: Program, now: datetime) -> int:
     """Points earned (or money spent, in minor units) within the program's rolling window."""
-    column = "qualifying_points" if program.tier_basis == Program.TierBasis.POINTS else "qualifying_spend"
-    since = now - relativedelta(months=program.tier_window_months)
-    total = LedgerEntry.objects.filter(contact=contact, occurred_at__gt=since, occurred_at__lte=now).aggregate(
-        total=Sum(column)
-    )["total"]
+    total = _qualifying(contact.pk, program, now).aggregate(total=Sum(_qualifying_column(program)))["total"]
     return total or 0
 
 
@@ -65,8 +71,18 @@ def active_tiers(*, livemode: bool) -> list[Tier]:
     )
 
 
-def _locked_status(contact: Contact) -> ContactTier:
+def _locked_status(contact: Contact, program: Program | None = None, now: datetime | None = None) -> ContactTier:
+    """The contact's tier row, locked; with `program`, annotated with the qualifying value at
+    `now` (`status.value`), read in the same statement."""
     locked = ContactTier.objects.select_for_update(of=("self",)).select_related("tier")
+    if program is not None:
+        total = (
+            _qualifying(OuterRef("contact_id"), program, now)
+            .values("contact_id")
+            .annotate(total=Sum(_qualifying_column(program)))
+            .values("total")
+        )
+        locked = locked.annotate(value=Coalesce(Subquery(total), 0))
     status = locked.filter(contact=contact).first()
     if status is None:
         ContactTier.objects.get_or_create(contact=contact)
@@ -82,10 +98,10 @@ def tier_evaluate(*, contact: Contact, now: datetime | None = None) -> Tier | No
     now = now or timezone.now()
     program = program_for(livemode=contact.livemode)
     tiers = active_tiers(livemode=contact.livemode)
-    status = _locked_status(contact)
+    status = _locked_status(contact, program if tiers else None, now)
     if not tiers and status.tier is None:
         return None  # no tier program: nothing to qualify for
-    value = qualifying_value(contact=contact, program=program, now=now)
+    value = status.value if tiers else qualifying_value(contact=contact, program=program, now=now)
     target = next((tier for tier in reversed(tiers) if tier.threshold <= value), None)
     current = status.tier
     current_rank = current.rank if current else -1

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from core.baskets import BasketLine
@@ -138,17 +139,39 @@ def _wants_auto_spend(contact: Contact) -> bool:
 _INSERT_FIELDS = [field for field in Transaction._meta.concrete_fields]
 
 
-def _insert_if_new(txn: Transaction) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING RETURNING id: one round trip, no savepoint; False when
-    the integrator's id is already taken in this mode (the unique constraint decides, even
-    between concurrent duplicates: the loser waits for the winner's commit)."""
-    rows = Transaction.objects._insert(
-        [txn], fields=_INSERT_FIELDS, returning_fields=[Transaction._meta.pk], on_conflict=OnConflict.IGNORE
-    )
-    if not rows or not rows[0]:  # no row back: the insert did nothing
+def _insert_if_new(txn: Transaction, received: str) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING, with the purchase's first history row (`received`) in
+    the same statement: one round trip, no savepoint. False when the integrator's id is already
+    taken in this mode (the unique constraint decides, even between concurrent duplicates: the
+    loser waits for the winner's commit), and then nothing is written."""
+    if connection.vendor != "postgresql":  # no INSERT inside WITH: two statements
+        rows = Transaction.objects._insert(
+            [txn], fields=_INSERT_FIELDS, returning_fields=[Transaction._meta.pk], on_conflict=OnConflict.IGNORE
+        )
+        if not rows or not rows[0]:
+            return False
+        TransactionEvent.objects.create(transaction_id=txn.pk, kind="received", detail=received)
+        txn._state.adding = False
+        txn._state.db = connection.alias
+        return True
+    query = InsertQuery(Transaction, on_conflict=OnConflict.IGNORE)
+    query.insert_values(_INSERT_FIELDS, [txn])
+    compiler = query.get_compiler(using=connection.alias)
+    compiler.returning_fields = [Transaction._meta.pk]
+    [(insert_sql, params)] = compiler.as_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH stored AS ({insert_sql}), history AS ("
+            f"INSERT INTO {TransactionEvent._meta.db_table} (transaction_id, kind, detail, created_at) "
+            "SELECT id, 'received', %s, %s FROM stored) "
+            "SELECT count(*) FROM stored",
+            [*params, received, timezone.now()],
+        )
+        stored = cursor.fetchone()[0]
+    if not stored:  # the insert did nothing
         return False
     txn._state.adding = False
-    txn._state.db = "default"
+    txn._state.db = connection.alias
     return True
 
 
@@ -325,7 +348,8 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
     receipt_code = transaction_receipt_code(txn)
     txn.response["receipt_code"] = receipt_code.as_dict() if receipt_code else None
     with transaction.atomic():
-        if not _insert_if_new(txn):
+        received = f"{len(purchase.lines)} lines, {format_minor(amount, purchase.currency)} {purchase.currency}"
+        if not _insert_if_new(txn, received):
             # A duplicate (maybe concurrent, now committed) holds this id: answer as it did.
             existing = Transaction.objects.get(livemode=livemode, external_id=purchase.external_id)
             return _replay_or_conflict(existing, purchase)
@@ -388,10 +412,5 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
             Transaction.objects.filter(pk=txn.pk).update(
                 response=txn.response, spend_approved=txn.spend_approved, spend_reduction=txn.spend_reduction
             )
-        TransactionEvent.objects.create(
-            transaction=txn,
-            kind="received",
-            detail=f"{len(purchase.lines)} lines, {format_minor(amount, purchase.currency)} {purchase.currency}",
-        )
         transaction.on_commit(lambda: processing_kick(txn.pk))
     return txn, txn.response, False

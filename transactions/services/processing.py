@@ -18,6 +18,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from catalogue.models import line_matches_restrictions
@@ -27,6 +28,7 @@ from loyalty.models import Contact, LedgerEntry, Tier, TierHistory
 from loyalty.selectors.wallets import earning_rules_in_force
 from loyalty.services.earning import RuleSpec, basket_points, points_allocate
 from loyalty.services.ledger import Cause
+from loyalty.services.tiers import active_tiers
 from loyalty.services.wallets import points_earn, program_for
 from offers.selectors import offer_specs
 from offers.services.engine import BasketContext, evaluate, qualifying_line_indexes
@@ -62,15 +64,18 @@ def purchase_processed_hook(function):
     return function
 
 
-def tier_at(*, contact: Contact, moment) -> Tier | None:
-    """The tier the contact was in at `moment` (from the tier history)."""
-    change = (
-        TierHistory.objects.filter(contact=contact, created_at__lte=moment)
-        .select_related("to_tier")
-        .order_by("-created_at", "-id")
-        .first()
-    )
-    return change.to_tier if change else None
+def _with_tier_at_occurrence(purchases: QuerySet[Transaction]) -> QuerySet[Transaction]:
+    """The purchase rows with `tier_id_then`: the contact's tier at `occurred_at` (the last tier
+    change up to then), read with the row instead of by a query of its own."""
+    change = TierHistory.objects.filter(contact_id=OuterRef("contact_id"), created_at__lte=OuterRef("occurred_at"))
+    return purchases.annotate(tier_id_then=Subquery(change.order_by("-created_at", "-id").values("to_tier_id")[:1]))
+
+
+def _tier_by_id(livemode: bool, tier_id: int | None) -> Tier | None:
+    if tier_id is None:
+        return None
+    tier = next((tier for tier in active_tiers(livemode=livemode) if tier.pk == tier_id), None)
+    return tier or Tier.objects.get(pk=tier_id)  # a tier deactivated since: read it
 
 
 def _event(txn: Transaction, kind: str, detail: str = "") -> None:
@@ -166,11 +171,9 @@ def transaction_process(*, transaction_id) -> Transaction:
     """Work out and post what the purchase earns. Safe to run any number of times: only a
     queued purchase is processed, under its row lock, in one database transaction."""
     with transaction.atomic():
-        txn = (
-            Transaction.objects.select_for_update(of=("self",))
-            .select_related("contact", "venue")
-            .get(pk=transaction_id)
-        )
+        txn = _with_tier_at_occurrence(
+            Transaction.objects.select_for_update(of=("self",)).select_related("contact", "venue")
+        ).get(pk=transaction_id)
         if txn.status != Status.QUEUED:
             return txn
         _process_locked(txn)
@@ -188,8 +191,9 @@ def _next_queued() -> Transaction | None:
     """The oldest queued purchase no other worker holds, locked until the end of the caller's
     database transaction (SKIP LOCKED: parallel drainers never wait on each other's rows)."""
     return (
-        Transaction.objects.select_for_update(of=("self",), skip_locked=True)
-        .select_related("contact", "venue")
+        _with_tier_at_occurrence(
+            Transaction.objects.select_for_update(of=("self",), skip_locked=True).select_related("contact", "venue")
+        )
         .filter(status=Status.QUEUED)
         .order_by("status", "received_at")
         .first()
@@ -246,7 +250,7 @@ def _process_locked(txn: Transaction) -> None:
         _event(txn, txn.status, "waiting for a contact with this identifier" if txn.match_key else "no contact")
         return
     contact = txn.contact
-    tier = tier_at(contact=contact, moment=txn.occurred_at)
+    tier = _tier_by_id(txn.livemode, txn.tier_id_then)
     tier_multiplier = tier.multiplier if tier else Decimal(1)
     rules = earning_rules_in_force(livemode=txn.livemode, currency=txn.currency, at=txn.occurred_at, tier=tier)
     earning = basket_points(lines=lines, rules=rules, currency=txn.currency, tier_multiplier=tier_multiplier)
@@ -282,8 +286,7 @@ def _process_locked(txn: Transaction) -> None:
     txn.points_earned = total
     txn.processed_at = timezone.now()
     txn.failure_reason = ""
-    txn.save(update_fields=["status", "points_earned", "processed_at", "attempts", "failure_reason"])
-    _event(txn, "processed", f"{total} points ({earning.points} base, {offer_points} from offers)")
+    _mark_processed(txn, f"{total} points ({earning.points} base, {offer_points} from offers)")
     outbox_emit(
         livemode=txn.livemode,
         event_type="transaction.processed",
@@ -295,6 +298,29 @@ def _process_locked(txn: Transaction) -> None:
             "occurred_at": txn.occurred_at.isoformat(),
         },
     )
+
+
+def _mark_processed(txn: Transaction, detail: str) -> None:
+    """The purchase's new status and its history row in one statement (one round trip fewer
+    for every purchase)."""
+    if connection.vendor != "postgresql":  # no UPDATE inside WITH
+        Transaction.objects.filter(pk=txn.pk).update(
+            status=txn.status,
+            points_earned=txn.points_earned,
+            processed_at=txn.processed_at,
+            attempts=txn.attempts,
+            failure_reason="",
+        )
+        _event(txn, "processed", detail)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH done AS (UPDATE {Transaction._meta.db_table} SET status = %s, points_earned = %s, "
+            "processed_at = %s, attempts = %s, failure_reason = '' WHERE id = %s RETURNING id) "
+            f"INSERT INTO {TransactionEvent._meta.db_table} (transaction_id, kind, detail, created_at) "
+            "SELECT id, 'processed', %s, %s FROM done",
+            [txn.status, txn.points_earned, txn.processed_at, txn.attempts, txn.pk, detail, txn.processed_at],
+        )
 
 
 def transaction_fail(*, transaction_id, reason: str) -> None:
