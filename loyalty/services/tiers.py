@@ -6,9 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
-from django.db import IntegrityError, transaction
-from django.db.models import OuterRef, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from core.exceptions import ValidationError
@@ -72,22 +71,60 @@ def active_tiers(*, livemode: bool) -> list[Tier]:
 
 
 def _locked_status(contact: Contact, program: Program | None = None, now: datetime | None = None) -> ContactTier:
-    """The contact's tier row, locked; with `program`, annotated with the qualifying value at
-    `now` (`status.value`), read in the same statement."""
+    """The contact's tier row, locked; with `program`, carrying the qualifying value at `now`
+    (`status.value`), read in the same statement."""
+    if program is not None and connection.vendor == "postgresql":
+        status = _locked_status_with_value(contact, program, now)
+        if status is not None:
+            return status
     locked = ContactTier.objects.select_for_update(of=("self",)).select_related("tier")
-    if program is not None:
-        total = (
-            _qualifying(OuterRef("contact_id"), program, now)
-            .values("contact_id")
-            .annotate(total=Sum(_qualifying_column(program)))
-            .values("total")
-        )
-        locked = locked.annotate(value=Coalesce(Subquery(total), 0))
     status = locked.filter(contact=contact).first()
     if status is None:
         ContactTier.objects.get_or_create(contact=contact)
         status = locked.get(contact=contact)
+    if program is not None:
+        status.value = qualifying_value(contact=contact, program=program, now=now)
     return status
+
+
+def _locked_status_with_value(contact: Contact, program: Program, now: datetime) -> ContactTier | None:
+    """One statement at every earning (the ORM's version of it costs more to build than to
+    run); None when the contact has no tier row yet."""
+    since = now - relativedelta(months=program.tier_window_months)
+    column, entries, statuses = _qualifying_column(program), LedgerEntry._meta.db_table, ContactTier._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT status.tier_id, status.achieved_at, status.period_ends_at, status.below_threshold_since, "
+            f"status.updated_at, COALESCE((SELECT SUM(entry.{column}) FROM {entries} AS entry "
+            "WHERE entry.contact_id = status.contact_id AND entry.occurred_at > %s AND entry.occurred_at <= %s), 0) "
+            f"FROM {statuses} AS status WHERE status.contact_id = %s FOR UPDATE OF status",
+            [since, now, contact.pk],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    tier_id, achieved_at, period_ends_at, below_threshold_since, updated_at, value = row
+    status = ContactTier(
+        contact_id=contact.pk,
+        achieved_at=achieved_at,
+        period_ends_at=period_ends_at,
+        below_threshold_since=below_threshold_since,
+        updated_at=updated_at,
+    )
+    status.tier = tier_by_id(livemode=contact.livemode, tier_id=tier_id)
+    status._state.adding = False
+    status._state.db = connection.alias
+    status.value = value
+    return status
+
+
+def tier_by_id(*, livemode: bool, tier_id: int | None) -> Tier | None:
+    """A tier by id, from the cached active tiers when it is one of them (no query)."""
+    if tier_id is None:
+        return None
+    return next((tier for tier in active_tiers(livemode=livemode) if tier.pk == tier_id), None) or Tier.objects.get(
+        pk=tier_id
+    )
 
 
 @transaction.atomic(savepoint=False)

@@ -28,7 +28,7 @@ from loyalty.models import Contact, LedgerEntry, Tier, TierHistory
 from loyalty.selectors.wallets import earning_rules_in_force
 from loyalty.services.earning import RuleSpec, basket_points, points_allocate
 from loyalty.services.ledger import Cause
-from loyalty.services.tiers import active_tiers
+from loyalty.services.tiers import tier_by_id
 from loyalty.services.wallets import points_earn, program_for
 from offers.selectors import offer_specs
 from offers.services.engine import BasketContext, evaluate, qualifying_line_indexes
@@ -69,13 +69,6 @@ def _with_tier_at_occurrence(purchases: QuerySet[Transaction]) -> QuerySet[Trans
     change up to then), read with the row instead of by a query of its own."""
     change = TierHistory.objects.filter(contact_id=OuterRef("contact_id"), created_at__lte=OuterRef("occurred_at"))
     return purchases.annotate(tier_id_then=Subquery(change.order_by("-created_at", "-id").values("to_tier_id")[:1]))
-
-
-def _tier_by_id(livemode: bool, tier_id: int | None) -> Tier | None:
-    if tier_id is None:
-        return None
-    tier = next((tier for tier in active_tiers(livemode=livemode) if tier.pk == tier_id), None)
-    return tier or Tier.objects.get(pk=tier_id)  # a tier deactivated since: read it
 
 
 def _event(txn: Transaction, kind: str, detail: str = "") -> None:
@@ -250,7 +243,7 @@ def _process_locked(txn: Transaction) -> None:
         _event(txn, txn.status, "waiting for a contact with this identifier" if txn.match_key else "no contact")
         return
     contact = txn.contact
-    tier = _tier_by_id(txn.livemode, txn.tier_id_then)
+    tier = tier_by_id(livemode=txn.livemode, tier_id=txn.tier_id_then)
     tier_multiplier = tier.multiplier if tier else Decimal(1)
     rules = earning_rules_in_force(livemode=txn.livemode, currency=txn.currency, at=txn.occurred_at, tier=tier)
     earning = basket_points(lines=lines, rules=rules, currency=txn.currency, tier_multiplier=tier_multiplier)
