@@ -1,9 +1,8 @@
 """Throttles keyed on the API key. This module must not import DRF views (settings load it)."""
 
-from django.core.cache import DEFAULT_CACHE_ALIAS, caches
-from django.core.cache.backends.redis import RedisCache
 from rest_framework.throttling import SimpleRateThrottle
 
+from core.cache import redis_client, redis_key
 from core.models import ApiKey
 
 
@@ -29,10 +28,10 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
         return self._count(key, timeout=self.duration + 1) <= self.num_requests
 
     def _count(self, key: str, *, timeout: int) -> int:
-        backend = caches[DEFAULT_CACHE_ALIAS]  # `self.cache` is a proxy, not the backend itself
-        if isinstance(backend, RedisCache):
-            key = backend.make_and_validate_key(key)
-            pipeline = backend._cache.get_client(key, write=True).pipeline(transaction=False)
+        client = redis_client()
+        if client is not None:
+            key = redis_key(key)
+            pipeline = client.pipeline(transaction=False)
             pipeline.incr(key)
             pipeline.expire(key, timeout, nx=True)  # the window's first request sets its end
             count, _ = pipeline.execute()

@@ -21,6 +21,7 @@ from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from core.baskets import BasketLine
+from core.cache import redis_client, redis_key
 from core.exceptions import IdempotencyMismatch, NotFound, ValidationError
 from core.money import format_minor
 from loyalty.models import Contact, LedgerEntry, WalletPreference
@@ -249,9 +250,8 @@ def _drain_flag_key() -> str | None:
     when purchases are enqueued one by one: tasks run in-process, or the cache is not shared
     between web and worker processes, so a worker could not clear the web side's flag."""
     from celery import current_app
-    from django.conf import settings
 
-    if current_app.conf.task_always_eager or not settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
+    if current_app.conf.task_always_eager or redis_client() is None:
         return None
     return f"transactions:drain-pending:{current_app.conf.task_default_queue}"
 
@@ -268,7 +268,7 @@ def processing_kick(transaction_id) -> None:
         transaction_enqueue(transaction_id)
         return
     try:
-        if not cache.add(key, 1, timeout=_DRAIN_FLAG_SECONDS):
+        if not redis_client().set(redis_key(key), 1, nx=True, ex=_DRAIN_FLAG_SECONDS):
             return  # a drain is waiting to run and will see this purchase
         try:
             process_queued.delay(flag=key)
