@@ -11,6 +11,7 @@ purchase, its redemptions and its spend are all stored, or none is.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,7 @@ from core.cache import redis_client, redis_key
 from core.exceptions import IdempotencyMismatch, NotFound, ValidationError
 from core.money import format_minor
 from loyalty.models import Contact, LedgerEntry, WalletPreference
-from loyalty.selectors import contact_resolve
+from loyalty.selectors import contact_get, contact_resolve
 from loyalty.services.ledger import Cause
 from loyalty.services.wallets import spend_token_redeem, wallet_spend
 from offers.exceptions import OfferLocked, OfferNotAvailable
@@ -68,17 +69,50 @@ def _replay_or_conflict(existing: Transaction, purchase: Purchase) -> tuple[Tran
     return existing, existing.response, True
 
 
-def _resolve_contact(livemode: bool, reference: dict | None) -> tuple[Contact | None, dict[str, str]]:
+@dataclass
+class _Buyer:
+    """Who the purchase is for: the contact's id and auto-spend preference (all a purchase
+    without a spend needs), or the normalised key of a contact not known yet."""
+
+    contact_id: Any = None
+    auto_spend: bool = False
+    pending_key: dict[str, str] = field(default_factory=dict)
+
+
+def _resolve_contact(livemode: bool, reference: dict | None) -> _Buyer:
     """The contact, or — for a secondary key that matches nobody yet — the normalised key to
     attach the purchase by later. An unknown contact *id* is an error, not a pending match."""
     if not reference:
-        return None, {}
+        return _Buyer()
+    if reference.get("id"):
+        return _buyer_by_id(livemode, reference["id"])
     try:
-        return contact_resolve(livemode=livemode, reference=reference), {}
+        contact = contact_resolve(livemode=livemode, reference=reference)
     except NotFound:
-        if reference.get("id"):
-            raise
-        return None, _normalised_key(reference)
+        return _Buyer(pending_key=_normalised_key(reference))
+    return _Buyer(contact_id=contact.pk, auto_spend=_wants_auto_spend(contact.pk))
+
+
+def _buyer_by_id(livemode: bool, contact_id) -> _Buyer:
+    """One statement at every checkout that names its contact by id: the contact's existence in
+    this mode and its auto-spend preference together."""
+    try:
+        contact_uuid = uuid.UUID(str(contact_id))
+    except ValueError:
+        contact_uuid = None
+    row = None
+    if contact_uuid is not None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT contact.id, preference.auto_spend FROM {Contact._meta.db_table} AS contact "
+                f"LEFT JOIN {WalletPreference._meta.db_table} AS preference ON preference.contact_id = contact.id "
+                "WHERE contact.id = %s AND contact.livemode = %s",
+                [contact_uuid, livemode],
+            )
+            row = cursor.fetchone()
+    if row is None:
+        contact_get(livemode=livemode, contact_id=contact_id, with_identifiers=False)  # raises its NotFound
+    return _Buyer(contact_id=contact_uuid, auto_spend=row[1] not in (None, WalletPreference.AutoSpend.OFF))
 
 
 def _normalised_key(reference: dict) -> dict[str, str]:
@@ -92,9 +126,7 @@ def _normalised_key(reference: dict) -> dict[str, str]:
     return {"match_key_type": key_type, "match_key": key, "match_source": reference.get("source") or ""}
 
 
-def _check_finalize(
-    livemode: bool, purchase: Purchase, contact: Contact | None, *, lock: bool = False
-) -> list[IssuedOffer]:
+def _check_finalize(livemode: bool, purchase: Purchase, contact_id, *, lock: bool = False) -> list[IssuedOffer]:
     """Discounts that name issued offers: each must be locked by this very transaction, now.
     With `lock`, the offers' rows are held until commit, so a lock cannot run out (and the offer
     be taken by another transaction) between this check and the redemption."""
@@ -109,7 +141,7 @@ def _check_finalize(
     for index, issued_offer_id in enumerate(map(str, ids)):
         offer = issued.get(issued_offer_id)
         where = f"discounts.{index}.issued_offer_id"
-        if offer is None or (contact is not None and offer.contact_id != contact.pk):
+        if offer is None or (contact_id is not None and offer.contact_id != contact_id):
             raise NotFound(
                 "No such issued offer for this contact.", parameters=[NotFound.parameter(where, value=issued_offer_id)]
             )
@@ -132,8 +164,8 @@ def _check_finalize(
     return [issued[str(issued_offer_id)] for issued_offer_id in ids]
 
 
-def _wants_auto_spend(contact: Contact) -> bool:
-    preference = WalletPreference.objects.filter(contact=contact).values_list("auto_spend", flat=True).first()
+def _wants_auto_spend(contact_id) -> bool:
+    preference = WalletPreference.objects.filter(contact_id=contact_id).values_list("auto_spend", flat=True).first()
     return preference not in (None, WalletPreference.AutoSpend.OFF)
 
 
@@ -297,8 +329,12 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
         existing = Transaction.objects.filter(livemode=livemode, external_id=purchase.external_id).first()
         if existing is not None:
             return _replay_or_conflict(existing, purchase)
-    contact, pending_key = _resolve_contact(livemode, purchase.contact_reference)
+    buyer = _resolve_contact(livemode, purchase.contact_reference)
     spend = purchase.spend
+    # The spend services act on the contact itself; a purchase without a spend needs its id only.
+    contact = None
+    if spend and buyer.contact_id is not None:
+        contact = contact_get(livemode=livemode, contact_id=buyer.contact_id, with_identifiers=False)
     if spend and contact is None:
         raise ValidationError.for_field("spend", "Spending needs a contact that is known.")
     discount_total = sum(discount["amount"] for discount in purchase.discounts)
@@ -308,17 +344,19 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
     otp_verified = False
     if spend and spend.get("otp"):
         # A purchase that finalize would refuse must not use up a right code: check first.
-        _check_finalize(livemode, purchase, contact)
+        _check_finalize(livemode, purchase, buyer.contact_id)
         # Before the database transaction: a wrong code must cost an attempt even though the
         # purchase is then refused.
         spend_token_redeem(contact=contact, code=spend["otp"])
         otp_verified = True
-    will_spend = contact is not None and (bool(spend) or _wants_auto_spend(contact))
+    will_spend = buyer.contact_id is not None and (bool(spend) or buyer.auto_spend)
+    if will_spend and contact is None:
+        contact = contact_get(livemode=livemode, contact_id=buyer.contact_id, with_identifiers=False)
     txn = Transaction(
         livemode=livemode,
         external_id=purchase.external_id,
         fingerprint=purchase.fingerprint,
-        contact=contact,
+        contact_id=buyer.contact_id,
         occurred_at=purchase.occurred_at,
         currency=purchase.currency,
         venue=purchase.venue,
@@ -331,7 +369,7 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
         custom=purchase.custom,
         spend_requested=(spend or {}).get("amount"),
         spend_reduction=(spend or {}).get("reduction", ""),
-        **pending_key,
+        **buyer.pending_key,
     )
     # The answer is known before anything is written, unless a spend adds to it: it is stored
     # with the row, so a retry gets exactly the first answer.
@@ -340,7 +378,7 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
         "transaction_id": str(txn.pk),
         "status": Transaction.Status.QUEUED,
         "livemode": livemode,
-        "contact_id": str(contact.pk) if contact else None,
+        "contact_id": str(buyer.contact_id) if buyer.contact_id else None,
         "spend": None,
         "redeemed_offers": [d["issued_offer_id"] for d in purchase.discounts if d.get("issued_offer_id")],
     }
@@ -357,7 +395,7 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
             spread(discount_total, list(range(len(purchase.lines))), [line.amount for line in purchase.lines])
         )
         _insert_items(txn, purchase.lines, allocated)
-        redeemed = _check_finalize(livemode, purchase, contact, lock=True)
+        redeemed = _check_finalize(livemode, purchase, buyer.contact_id, lock=True)
         TransactionDiscount.objects.bulk_create(
             TransactionDiscount(
                 transaction=txn,
