@@ -49,7 +49,10 @@ class Cause:
 def account_get_or_create(*, contact, kind: str, currency: str = "") -> Account:
     """The contact's account of that kind and currency, created on first use (race-safe)."""
     currency = "" if kind == Account.Kind.POINTS else currency
-    account = Account.objects.filter(contact_id=contact.pk, kind=kind, currency=currency).first()
+    if connection.vendor != "postgresql":
+        account = Account.objects.filter(contact_id=contact.pk, kind=kind, currency=currency).first()
+    else:
+        account = _account_read(contact.pk, kind, currency)
     if account is not None:
         return account
     try:
@@ -57,6 +60,34 @@ def account_get_or_create(*, contact, kind: str, currency: str = "") -> Account:
             return Account.objects.create(livemode=contact.livemode, contact=contact, kind=kind, currency=currency)
     except IntegrityError:
         return Account.objects.get(contact_id=contact.pk, kind=kind, currency=currency)
+
+
+def _account_read(contact_id, kind: str, currency: str) -> Account | None:
+    """Plain SQL: read at every earning and spend, and the ORM takes longer to build this query
+    than the database takes to answer it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, livemode, balance, pending, updated_at FROM {Account._meta.db_table} "
+            "WHERE contact_id = %s AND kind = %s AND currency = %s",
+            [contact_id, kind, currency],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    account_id, livemode, balance, pending, updated_at = row
+    account = Account(
+        id=account_id,
+        livemode=livemode,
+        contact_id=contact_id,
+        kind=kind,
+        currency=currency,
+        balance=balance,
+        pending=pending,
+        updated_at=updated_at,
+    )
+    account._state.adding = False
+    account._state.db = connection.alias
+    return account
 
 
 def _lock(account_id: int) -> Account:

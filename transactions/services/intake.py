@@ -107,7 +107,7 @@ def _buyer_by_id(livemode: bool, contact_id) -> _Buyer:
                 f"SELECT contact.id, preference.auto_spend FROM {Contact._meta.db_table} AS contact "
                 f"LEFT JOIN {WalletPreference._meta.db_table} AS preference ON preference.contact_id = contact.id "
                 "WHERE contact.id = %s AND contact.livemode = %s",
-                [contact_uuid, livemode],
+                [Contact._meta.pk.get_db_prep_value(contact_uuid, connection), livemode],
             )
             row = cursor.fetchone()
     if row is None:
