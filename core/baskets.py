@@ -38,6 +38,21 @@ class BasketLine:
     def as_dict(self) -> dict[str, Any]:
         return {"sku": self.sku, "family": self.family, "brand": self.brand}
 
+    def classified(self, family: str | None, brand: str | None) -> BasketLine:
+        """This line with the catalogue's family and brand where the till left them out (the
+        line itself when there is nothing to fill)."""
+        if (self.family or not family) and (self.brand or not brand):
+            return self
+        return BasketLine(
+            self.sku,
+            self.amount,
+            self.quantity,
+            self.unit_price,
+            self.family or family,
+            self.brand or brand,
+            self.tax_included,
+        )
+
     @property
     def unit_amount(self) -> int:
         """The price of one unit (what a free item takes off)."""
@@ -175,18 +190,7 @@ def parse_basket_lines(items: Any, *, currency: str, field: str = "items", requi
 def with_classification(lines: list[BasketLine], classified: list[dict[str, Any]]) -> list[BasketLine]:
     """Lines with family/brand filled from the catalogue (see catalogue.selectors)."""
     return [
-        line
-        if (line.family or not info.get("family")) and (line.brand or not info.get("brand"))
-        else BasketLine(
-            line.sku,
-            line.amount,
-            line.quantity,
-            line.unit_price,
-            line.family or info.get("family"),
-            line.brand or info.get("brand"),
-            line.tax_included,
-        )
-        for line, info in zip(lines, classified, strict=True)
+        line.classified(info.get("family"), info.get("brand")) for line, info in zip(lines, classified, strict=True)
     ]
 
 

@@ -3,7 +3,6 @@ progress and per-row errors on the sync row. Also: SKUs first met in a purchase 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from django.db import transaction
@@ -137,11 +136,4 @@ def lines_classified_and_learned(*, livemode: bool, lines: list[BasketLine]) -> 
             ],
             ignore_conflicts=True,
         )
-    classified = []
-    for line in lines:
-        family, brand = known.get(line.sku, (None, None))
-        if (line.family or not family) and (line.brand or not brand):
-            classified.append(line)
-        else:
-            classified.append(replace(line, family=line.family or family, brand=line.brand or brand))
-    return classified
+    return [line.classified(*known.get(line.sku, (None, None))) for line in lines]
