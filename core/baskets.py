@@ -142,6 +142,18 @@ def parse_basket_lines(items: Any, *, currency: str, field: str = "items", requi
             parameters=[LimitExceeded.parameter(field, limit=MAX_BASKET_LINES)],
         )
     lines = []
+    # Lines repeat their prices: each distinct text is parsed once (a value that fails, fails on
+    # its first line, where the error names that line).
+    parsed: dict[str, int] = {}
+
+    def money(value: Any, name: str) -> int:
+        if type(value) is str:
+            minor = parsed.get(value)
+            if minor is None:
+                minor = parsed[value] = _money(value, exponent, name)
+            return minor
+        return _money(value, exponent, name)
+
     for index, item in enumerate(items):
         where = f"{field}.{index}"
         if not isinstance(item, dict):
@@ -157,11 +169,9 @@ def parse_basket_lines(items: Any, *, currency: str, field: str = "items", requi
             raise ValidationError.for_field(f"{where}.quantity", "Must be a number.")
         else:
             quantity = parse_quantity(raw_quantity, f"{where}.quantity")
-        unit_price = (
-            _money(item["unit_price"], exponent, f"{where}.unit_price") if item.get("unit_price") is not None else None
-        )
+        unit_price = money(item["unit_price"], f"{where}.unit_price") if item.get("unit_price") is not None else None
         if item.get("amount") is not None:
-            amount = _money(item["amount"], exponent, f"{where}.amount")
+            amount = money(item["amount"], f"{where}.amount")
         elif unit_price is not None:
             amount = int((quantity * unit_price).to_integral_value())
             if amount >= MAX_LINE_AMOUNT:
@@ -169,9 +179,7 @@ def parse_basket_lines(items: Any, *, currency: str, field: str = "items", requi
         else:
             raise ValidationError.for_field(f"{where}.amount", "Give the line's amount (or its unit_price).")
         tax_included = (
-            _money(item["tax_included"], exponent, f"{where}.tax_included")
-            if item.get("tax_included") is not None
-            else 0
+            money(item["tax_included"], f"{where}.tax_included") if item.get("tax_included") is not None else 0
         )
         lines.append(
             BasketLine(
