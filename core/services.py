@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import ProtectedError, Q
 from django.utils import timezone
 
@@ -251,6 +251,32 @@ def outbox_emit(*, livemode: bool, event_type: str, payload: dict[str, Any]) -> 
     """Record a domain event. Call inside the transaction that makes the change it reports.
     With a broker, delivery starts right after commit (beat also sweeps every few seconds)."""
     OutboxEvent.objects.create(livemode=livemode, event_type=event_type, payload=payload)
+    outbox_emitted(livemode=livemode, event_type=event_type, payload=payload)
+
+
+_OUTBOX_INSERT_FIELDS = [
+    OutboxEvent._meta.get_field(name) for name in ("event_id", "livemode", "event_type", "payload", "created_at")
+]
+
+
+def outbox_insert_sql(*, livemode: bool, event_type: str, payload: dict[str, Any], source: str) -> tuple[str, list]:
+    """The row `outbox_emit` writes, as `INSERT … SELECT … FROM <source>` (SQL and parameters),
+    for a service that writes its change and the event in one statement on PostgreSQL: `source`
+    is a CTE of that statement returning one row when the change happened (no row, no event).
+    Call `outbox_emitted` with the same arguments afterwards, in the same transaction."""
+    event_id, _, _, _, created_at = (field.get_default() for field in _OUTBOX_INSERT_FIELDS)
+    values = (event_id, livemode, event_type, payload, created_at)
+    params = [
+        field.get_db_prep_save(value, connection) for field, value in zip(_OUTBOX_INSERT_FIELDS, values, strict=True)
+    ]
+    columns = ", ".join(field.column for field in _OUTBOX_INSERT_FIELDS)
+    placeholders = ", ".join(["%s"] * len(params))
+    return f"INSERT INTO {OutboxEvent._meta.db_table} ({columns}) SELECT {placeholders} FROM {source}", params
+
+
+def outbox_emitted(*, livemode: bool, event_type: str, payload: dict[str, Any]) -> None:
+    """What follows the recording of an event (by outbox_emit, or a statement with
+    outbox_insert_sql): its in-process listeners, and delivery after commit."""
     for listener in OUTBOX_LISTENERS.get(event_type, ()):
         listener(livemode, payload)
     _dispatch_after_commit(livemode, (event_type,))

@@ -1,8 +1,9 @@
 """Reads of offers: specs for the engine, a contact's wallet, and the lookup against a basket.
 
-The lookup runs a fixed number of queries whatever the number of lines and offers: issued
-offers with their definitions and the contact's usage of each (1), restrictions (1) and venues
-(1) when an offer's spec is not cached yet, and the catalogue classification of the basket (1).
+The lookup runs a fixed number of queries whatever the number of lines and offers: the contact
+with its issued offers, their offers' current state and the contact's usage of each (1; on
+PostgreSQL only the columns the lookup needs), the offers' definitions (1), restrictions (1) and
+venues (1) when they are not cached yet, and the catalogue classification of the basket (1).
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import NamedTuple
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from catalogue.models import Venue
-from catalogue.selectors import basket_lines_classified
-from core.baskets import BasketLine, with_classification
+from catalogue.selectors import product_classifications
+from core.baskets import BasketLine
 from core.exceptions import ValidationError
 from loyalty.models import Contact
 from offers.models import IssuedOffer, Offer, OfferContactUsage, OfferRestriction
@@ -27,6 +31,11 @@ from offers.services.engine import BasketContext, Evaluation, OfferSpec, best_co
 def offer_spec(offer: Offer) -> OfferSpec:
     """The engine's view of one offer."""
     return offer_specs([offer])[offer.pk]
+
+
+def offer_specs(offers: list[Offer]) -> dict:
+    """Engine specs for many offers, by offer id (see offer_definitions)."""
+    return {offer_id: definition.spec for offer_id, definition in offer_definitions(offers).items()}
 
 
 def _spec(offer: Offer, includes, excludes, venue_ids) -> OfferSpec:
@@ -58,10 +67,13 @@ def offer_list(*, livemode: bool) -> QuerySet[Offer]:
 def issued_offers_of(*, contact: Contact, now: datetime | None = None) -> QuerySet[IssuedOffer]:
     """The contact's wallet: issued offers not redeemed, expired or revoked, and not past their
     date (a lock counts as the offer still being in the wallet)."""
-    now = now or timezone.now()
+    return _wallet_of(contact.pk, now or timezone.now())
+
+
+def _wallet_of(contact_id, now: datetime) -> QuerySet[IssuedOffer]:
     return (
         IssuedOffer.objects.filter(
-            contact=contact, status__in=[IssuedOffer.Status.AVAILABLE, IssuedOffer.Status.LOCKED]
+            contact_id=contact_id, status__in=[IssuedOffer.Status.AVAILABLE, IssuedOffer.Status.LOCKED]
         )
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
         .select_related("offer")
@@ -91,23 +103,45 @@ def external_offers_unreconciled(
     ).order_by("issued_at", "pk")
 
 
-# Offer definitions change rarely and are read at every checkout: their engine specs are kept
-# per process, keyed by (id, updated_at) — every change of an offer or its conditions saves the
-# offer, so a changed offer is a cache miss.
-_SPEC_CACHE: dict[tuple, OfferSpec] = {}
-_SPEC_CACHE_SIZE = 5000
+@dataclass(frozen=True, eq=False)
+class OfferDefinition:
+    """What an offer says as of `updated_at`: its engine spec and what the API shows of it (the
+    attributes `offer_summary` reads). Whether it can be used now (status, validity, limits,
+    counters) is never taken from here: see OfferState. Compared by identity: each is built
+    once and kept (see _DEFINITION_CACHE)."""
+
+    pk: uuid.UUID
+    updated_at: datetime
+    name: str
+    description: str
+    image_url: str
+    terms: str
+    benefit_type: str
+    benefit_value: Decimal
+    valid_until: datetime | None
+    is_exclusive: bool
+    priority: int
+    spec: OfferSpec
 
 
-def offer_specs(offers: list[Offer]) -> dict:
-    """Engine specs for many offers: at most two queries (restrictions, venues), none when all
-    are cached."""
-    specs, missing = {}, []
+# Offer definitions change rarely and are read at every checkout: they are kept per process,
+# keyed by (id, updated_at). Every change of an offer or its conditions saves the offer (the
+# definitions service and the admin; counters move by UPDATE but are not part of a definition),
+# so a changed offer is a cache miss.
+_DEFINITION_CACHE: dict[tuple, OfferDefinition] = {}
+_DEFINITION_CACHE_SIZE = 5000
+
+
+def offer_definitions(offers: list[Offer]) -> dict:
+    """Definitions of many offers, by offer id: at most two queries (restrictions, venues), none
+    when all are cached."""
+    definitions, missing = {}, []
     for offer in offers:
-        spec = _SPEC_CACHE.get((offer.pk, offer.updated_at))
-        if spec is None:
+        definition = _DEFINITION_CACHE.get((offer.pk, offer.updated_at))
+        if definition is None:
             missing.append(offer)
         else:
-            specs[offer.pk] = spec
+            definitions[offer.pk] = definition
     if missing:
         ids = [offer.pk for offer in missing]
         restrictions: dict = {offer_id: ([], []) for offer_id in ids}
@@ -120,17 +154,30 @@ def offer_specs(offers: list[Offer]) -> dict:
             "offer_id", "venue_id"
         ):
             venues[offer_id].append(str(venue_id))
-        if len(_SPEC_CACHE) > _SPEC_CACHE_SIZE:
-            _SPEC_CACHE.clear()
+        if len(_DEFINITION_CACHE) > _DEFINITION_CACHE_SIZE:
+            _DEFINITION_CACHE.clear()
         for offer in missing:
             includes, excludes = restrictions[offer.pk]
-            spec = _spec(offer, includes, excludes, venues[offer.pk])
-            _SPEC_CACHE[(offer.pk, offer.updated_at)] = spec
-            specs[offer.pk] = spec
-    return specs
+            definition = OfferDefinition(
+                pk=offer.pk,
+                updated_at=offer.updated_at,
+                name=offer.name,
+                description=offer.description,
+                image_url=offer.image_url,
+                terms=offer.terms,
+                benefit_type=offer.benefit_type,
+                benefit_value=offer.benefit_value,
+                valid_until=offer.valid_until,
+                is_exclusive=offer.is_exclusive,
+                priority=offer.priority,
+                spec=_spec(offer, includes, excludes, venues[offer.pk]),
+            )
+            _DEFINITION_CACHE[(offer.pk, offer.updated_at)] = definition
+            definitions[offer.pk] = definition
+    return definitions
 
 
-def is_locked_by_other(issued: IssuedOffer, transaction_id: str | None, now: datetime) -> bool:
+def is_locked_by_other(issued: IssuedOffer | WalletOffer, transaction_id: str | None, now: datetime) -> bool:
     return (
         issued.status == IssuedOffer.Status.LOCKED
         and issued.locked_until is not None
@@ -139,7 +186,7 @@ def is_locked_by_other(issued: IssuedOffer, transaction_id: str | None, now: dat
     )
 
 
-def offer_state_reasons(offer: Offer, now: datetime) -> list[str]:
+def offer_state_reasons(offer: Offer | OfferState, now: datetime) -> list[str]:
     reasons = []
     if offer.status == Offer.Status.PAUSED:
         reasons.append("offer_paused")
@@ -152,7 +199,7 @@ def offer_state_reasons(offer: Offer, now: datetime) -> list[str]:
     return reasons
 
 
-def limit_reasons(offer: Offer, used_by_contact: int) -> list[str]:
+def limit_reasons(offer: Offer | OfferState, used_by_contact: int) -> list[str]:
     reasons = []
     if offer.redemptions_per_contact is not None and used_by_contact >= offer.redemptions_per_contact:
         reasons.append("limit_reached")
@@ -163,54 +210,217 @@ def limit_reasons(offer: Offer, used_by_contact: int) -> list[str]:
     return reasons
 
 
+class OfferState(NamedTuple):
+    """An offer's status, validity, limits and counters as read now (what offer_state_reasons and
+    limit_reasons look at), never taken from a cache."""
+
+    status: str
+    valid_from: datetime | None
+    valid_until: datetime | None
+    redemptions_per_contact: int | None
+    budget_count: int | None
+    redeemed_count: int
+    budget_amount: int | None
+    discount_given: int
+
+
+@dataclass(slots=True)
+class WalletOffer:
+    """One issued offer of a contact's wallet as the lookup reads it: the issued offer's own
+    columns (the attributes issued_offer_data reads), its offer's current state, the contact's
+    redemptions of that offer, and the offer's (cached) definition as `offer`."""
+
+    pk: uuid.UUID
+    livemode: bool
+    contact_id: uuid.UUID
+    offer_id: uuid.UUID
+    status: str
+    issued_at: datetime
+    expires_at: datetime | None
+    locked_transaction_id: str
+    locked_until: datetime | None
+    redeemed_transaction_id: str
+    redeemed_at: datetime | None
+    external_reference: str | None
+    offer_state: OfferState
+    used_by_contact: int
+    offer: OfferDefinition
+
+
+@dataclass
+class Wallet:
+    """A contact's usable issued offers, highest priority first, as read at `read_at`."""
+
+    contact_id: uuid.UUID
+    read_at: datetime
+    offers: list[WalletOffer]
+
+
+def _utc_text(column: str) -> str:
+    """A timestamptz column as ISO text in UTC, for datetime.fromisoformat (C): the driver's
+    loader for timestamptz is Python code (Django's, for the connection's time zone), and with
+    two times per issued offer it took more than half the wallet query's CPU."""
+    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+
+
+def _utc(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+_ISSUED = IssuedOffer._meta.db_table
+_OFFER = Offer._meta.db_table
+_USAGE = OfferContactUsage._meta.db_table
+# One round trip: the contact (no row at all when the id names no contact of this mode), and
+# left-joined to it the issued offers still in the wallet with only the columns the lookup uses.
+# An offer's definition is identified by (id, updated_at) and read from the cache.
+_WALLET_SQL = f"""
+SELECT issued.id, issued.livemode, issued.contact_id, issued.offer_id, issued.status,
+    {_utc_text("issued.issued_at")}, {_utc_text("issued.expires_at")}, issued.locked_transaction_id,
+    {_utc_text("issued.locked_until")}, issued.redeemed_transaction_id, {_utc_text("issued.redeemed_at")},
+    issued.external_reference, {_utc_text("offer.updated_at")},
+    offer.status, {_utc_text("offer.valid_from")}, {_utc_text("offer.valid_until")}, offer.redemptions_per_contact,
+    offer.budget_count, offer.redeemed_count, offer.budget_amount, offer.discount_given,
+    usage.redeemed_count
+FROM {Contact._meta.db_table} AS contact
+LEFT JOIN ({_ISSUED} AS issued
+    JOIN {_OFFER} AS offer ON offer.id = issued.offer_id
+    LEFT JOIN {_USAGE} AS usage ON usage.offer_id = issued.offer_id AND usage.contact_id = issued.contact_id)
+ON issued.contact_id = %(contact_id)s AND issued.status IN ('available', 'locked')
+    AND (issued.expires_at IS NULL OR issued.expires_at > %(now)s)
+WHERE contact.id = %(contact_id)s AND contact.livemode = %(livemode)s
+ORDER BY offer.priority DESC, issued.issued_at
+"""
+
+
+def offers_wallet(*, livemode: bool, contact_id: uuid.UUID, now: datetime | None = None) -> Wallet | None:
+    """The contact's wallet as the checkout lookup needs it (issued_offers_of, with the offers'
+    state and the contact's usage), or None when no contact of this mode has that id: the
+    contact's existence is checked in the same query."""
+    now = now or timezone.now()
+    if connection.vendor != "postgresql":
+        return _offers_wallet_portable(livemode=livemode, contact_id=contact_id, now=now)
+    with connection.cursor() as cursor:
+        cursor.execute(_WALLET_SQL, {"contact_id": contact_id, "livemode": livemode, "now": now})
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    rows = [row for row in rows if row[0] is not None]  # a contact without offers: one empty row
+    definitions = _cached_definitions((row[3], _utc(row[12])) for row in rows)
+    return Wallet(contact_id=contact_id, read_at=now, offers=[_wallet_offer(row, definitions) for row in rows])
+
+
+def _wallet_offer(row: tuple, definitions: dict) -> WalletOffer:
+    """One row of _WALLET_SQL."""
+    (pk, livemode, contact_id, offer_id, status, issued_at, expires_at, locked_transaction_id, locked_until) = row[:9]
+    (redeemed_transaction_id, redeemed_at, external_reference, _, offer_status, valid_from, valid_until) = row[9:16]
+    return WalletOffer(
+        pk=pk,
+        livemode=livemode,
+        contact_id=contact_id,
+        offer_id=offer_id,
+        status=status,
+        issued_at=_utc(issued_at),
+        expires_at=_utc(expires_at),
+        locked_transaction_id=locked_transaction_id,
+        locked_until=_utc(locked_until),
+        redeemed_transaction_id=redeemed_transaction_id,
+        redeemed_at=_utc(redeemed_at),
+        external_reference=external_reference,
+        offer_state=OfferState(offer_status, _utc(valid_from), _utc(valid_until), *row[16:21]),
+        used_by_contact=row[21] or 0,
+        offer=definitions[offer_id],
+    )
+
+
+def _cached_definitions(keys) -> dict:
+    """Definitions by offer id for (offer id, updated_at) pairs: from the cache, the others read
+    (one query, plus restrictions and venues). An offer saved since its key was read comes back
+    in its newer definition."""
+    definitions, missing = {}, []
+    for offer_id, updated_at in keys:
+        definition = _DEFINITION_CACHE.get((offer_id, updated_at))
+        if definition is None:
+            missing.append(offer_id)
+        else:
+            definitions[offer_id] = definition
+    if missing:
+        definitions.update(offer_definitions(list(Offer.objects.filter(pk__in=missing))))
+    return definitions
+
+
+def _offers_wallet_portable(*, livemode: bool, contact_id: uuid.UUID, now: datetime) -> Wallet | None:
+    """offers_wallet through the ORM (SQLite)."""
+    if not Contact.objects.filter(livemode=livemode, pk=contact_id).exists():
+        return None
+    used = OfferContactUsage.objects.filter(offer_id=OuterRef("offer_id"), contact_id=contact_id)
+    issued_offers = list(_wallet_of(contact_id, now).annotate(used_by_contact=Subquery(used.values("redeemed_count"))))
+    definitions = offer_definitions([issued.offer for issued in issued_offers])
+    offers = []
+    for issued in issued_offers:
+        offer = issued.offer
+        offers.append(
+            WalletOffer(
+                pk=issued.pk,
+                livemode=issued.livemode,
+                contact_id=issued.contact_id,
+                offer_id=issued.offer_id,
+                status=issued.status,
+                issued_at=issued.issued_at,
+                expires_at=issued.expires_at,
+                locked_transaction_id=issued.locked_transaction_id,
+                locked_until=issued.locked_until,
+                redeemed_transaction_id=issued.redeemed_transaction_id,
+                redeemed_at=issued.redeemed_at,
+                external_reference=issued.external_reference,
+                offer_state=OfferState(*(getattr(offer, name) for name in OfferState._fields)),
+                used_by_contact=issued.used_by_contact or 0,
+                offer=definitions[offer.pk],
+            )
+        )
+    return Wallet(contact_id=contact_id, read_at=now, offers=offers)
+
+
 @dataclass
 class LookupResult:
-    issued: IssuedOffer
+    issued: WalletOffer
     applicable: bool
     evaluation: Evaluation | None = None
     reasons: list[str] = field(default_factory=list)
 
 
 def classified_lines(*, livemode: bool, lines: list[BasketLine]) -> list[BasketLine]:
-    """Fill family/brand from the catalogue where a line omits them (one query)."""
-    if not lines:
+    """Fill family/brand from the catalogue where a line omits them (one query, none when every
+    line names both). The catalogue answers once per SKU, and the lines are filled from that
+    directly: a 1,000-line basket is not copied into dictionaries on the way."""
+    wanted = {line.sku for line in lines if not (line.family and line.brand)}
+    if not wanted:
         return lines
-    return with_classification(
-        lines, basket_lines_classified(livemode=livemode, lines=[line.as_dict() for line in lines])
-    )
+    known = {sku: (family, brand) for sku, family, brand in product_classifications(livemode=livemode, skus=wanted)}
+    return [line.classified(*known.get(line.sku, (None, None))) for line in lines]
 
 
 def offers_lookup(
-    *,
-    contact: Contact,
-    context: BasketContext | None,
-    transaction_id: str | None = None,
-    now: datetime | None = None,
+    *, wallet: Wallet, context: BasketContext | None, transaction_id: str | None = None
 ) -> tuple[list[LookupResult], list[Evaluation]]:
     """Every issued offer in the wallet with whether it can be used now, and with a basket what
     it gives and why not; plus the best combination under the stacking rules."""
-    now = now or timezone.now()
-    # The contact's use of each offer comes with its row (one query fewer at every checkout).
-    used = OfferContactUsage.objects.filter(offer_id=OuterRef("offer_id"), contact_id=contact.pk)
-    issued_offers = list(
-        issued_offers_of(contact=contact, now=now).annotate(used_by_contact=Subquery(used.values("redeemed_count")))
-    )
-    specs = offer_specs([issued.offer for issued in issued_offers]) if context is not None else {}
-    results, usable_specs = [], []
-    for issued in issued_offers:
-        offer = issued.offer
-        reasons = offer_state_reasons(offer, now) + limit_reasons(offer, issued.used_by_contact or 0)
+    now = wallet.read_at
+    results, usable_specs, usable_evaluations = [], [], []
+    for issued in wallet.offers:
+        state = issued.offer_state
+        reasons = offer_state_reasons(state, now) + limit_reasons(state, issued.used_by_contact)
         if is_locked_by_other(issued, transaction_id, now):
             reasons.append("locked_by_another_transaction")
         evaluation = None
         if context is not None:
-            spec = specs[offer.pk]
+            spec = issued.offer.spec
             evaluation = evaluate(spec, context)
             reasons += evaluation.reasons
             if not reasons:
                 usable_specs.append(spec)
+                usable_evaluations.append(evaluation)
         results.append(LookupResult(issued=issued, applicable=not reasons, evaluation=evaluation, reasons=reasons))
-    combination = best_combination(usable_specs, context) if context is not None else []
+    combination = best_combination(usable_specs, context, usable_evaluations) if context is not None else []
     return results, combination
 
 

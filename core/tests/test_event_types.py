@@ -37,35 +37,50 @@ def _string(node: ast.expr | None) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
+def _defaults_to_none(function: ast.FunctionDef, name: str) -> bool:
+    arguments = function.args
+    # Positional defaults belong to the last parameters; a keyword-only one without default is None.
+    names = [argument.arg for argument in arguments.args]
+    defaults = dict(zip(names[len(names) - len(arguments.defaults) :], arguments.defaults, strict=True))
+    defaults.update(zip([argument.arg for argument in arguments.kwonlyargs], arguments.kw_defaults, strict=True))
+    default = defaults.get(name)
+    return isinstance(default, ast.Constant) and default.value is None
+
+
+# The calls that write an event: one row, or one row inside the caller's own statement.
+EMITS = ("outbox_emit", "outbox_insert_sql")
+
+
 def emitted_in(tree: ast.Module) -> tuple[set[str], list[int]]:
     """The event types one module writes to the outbox, and the lines of emits whose type could
-    not be read. Types are literals of `outbox_emit(event_type=…)`, of the `(type, payload)`
-    pairs given to `outbox_emit_many`, or of the calls of a module helper that passes its own
-    parameter on as the type (`_event(issued, "offer.locked")` in offers, orders)."""
+    not be read. Types are literals of `outbox_emit(event_type=…)` (or `outbox_insert_sql`), of
+    the `(type, payload)` pairs given to `outbox_emit_many`, or of the calls of a module helper
+    that passes its own parameter on as the type (`_event(issued, "offer.locked")` in offers,
+    orders); a helper whose type parameter defaults to None writes nothing when given none."""
     found: set[str] = set()
     unreadable: list[int] = []
-    helpers: dict[str, tuple[int, str]] = {}  # helper → (position, name) of its type parameter
+    helpers: dict[str, tuple[int, str, bool]] = {}  # helper → position, name, optional of its type
     for function in ast.walk(tree):
         if not isinstance(function, ast.FunctionDef):
             continue
         positional = [argument.arg for argument in function.args.args]
         names = positional + [argument.arg for argument in function.args.kwonlyargs]
         for call in ast.walk(function):
-            if not isinstance(call, ast.Call) or _called(call) != "outbox_emit":
+            if not isinstance(call, ast.Call) or _called(call) not in EMITS:
                 continue
             value = _keyword(call, "event_type")
             if isinstance(value, ast.Name) and value.id in names:
                 index = positional.index(value.id) if value.id in positional else -1
-                helpers[function.name] = (index, value.id)
+                helpers[function.name] = (index, value.id, _defaults_to_none(function, value.id))
     for call in ast.walk(tree):
         if not isinstance(call, ast.Call):
             continue
         name = _called(call)
-        if name == "outbox_emit":
+        if name in EMITS:
             value = _keyword(call, "event_type")
             if _string(value):
                 found.add(_string(value))
-            elif not (isinstance(value, ast.Name) and any(value.id == param for _, param in helpers.values())):
+            elif not (isinstance(value, ast.Name) and any(value.id == param for _, param, _ in helpers.values())):
                 unreadable.append(call.lineno)
         elif name == "outbox_emit_many":
             pairs = [
@@ -77,10 +92,12 @@ def emitted_in(tree: ast.Module) -> tuple[set[str], list[int]]:
             if not pairs and not isinstance(_keyword(call, "events"), ast.Name):
                 unreadable.append(call.lineno)
         elif name in helpers:
-            index, param = helpers[name]
+            index, param, optional = helpers[name]
             value = call.args[index] if 0 <= index < len(call.args) else _keyword(call, param)
             if _string(value):
                 found.add(_string(value))
+            elif value is None and optional:  # no type given: no event
+                continue
             elif not (isinstance(value, ast.Name) and value.id == param):  # a helper passing it on
                 unreadable.append(call.lineno)
     return found, unreadable

@@ -25,19 +25,24 @@ def _not_found(match_key: str, match_key_type: str) -> NotFound:
     )
 
 
+def contact_not_found(contact_id: Any) -> NotFound:
+    """The answer for an id that names no contact of this mode, quoting the id as it was given."""
+    return NotFound(f"No contact with id '{contact_id}'.", parameters=[NotFound.parameter("id", value=str(contact_id))])
+
+
+def _contact_uuid(contact_id: Any) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(contact_id))
+    except ValueError:
+        raise contact_not_found(contact_id) from None
+
+
 def contact_get(*, livemode: bool, contact_id: Any, with_identifiers: bool = True) -> Contact:
     """The contact of this mode with that id; NotFound otherwise (other modes' ids included)."""
-    try:
-        contact_uuid = uuid.UUID(str(contact_id))
-    except ValueError:
-        raise NotFound(
-            f"No contact with id '{contact_id}'.", parameters=[NotFound.parameter("id", value=str(contact_id))]
-        ) from None
+    contact_uuid = _contact_uuid(contact_id)
     contact = contact_list(livemode=livemode, with_identifiers=with_identifiers).filter(pk=contact_uuid).first()
     if contact is None:
-        raise NotFound(
-            f"No contact with id '{contact_id}'.", parameters=[NotFound.parameter("id", value=str(contact_id))]
-        )
+        raise contact_not_found(contact_id)
     return contact
 
 
@@ -91,6 +96,16 @@ def contact_resolve(*, livemode: bool, reference: dict[str, Any]) -> Contact:
         match_key_type=reference["match_key_type"],
         source=reference.get("source"),
     )
+
+
+def contact_reference_id(*, livemode: bool, reference: dict[str, Any]) -> uuid.UUID:
+    """The id of the contact a contact reference names, for callers that read the contact's rows
+    by id anyway: an `{"id"}` is only parsed, not read (a malformed one is NotFound, as in
+    contact_get), so the caller must answer `contact_not_found(reference["id"])` when its own
+    query finds no contact of this mode with that id; a match key is looked up (contact_find)."""
+    if reference.get("id"):
+        return _contact_uuid(reference["id"])
+    return contact_resolve(livemode=livemode, reference=reference).pk
 
 
 # Sections upper apps add to a contact's export (right of access): name → function(contact_id)

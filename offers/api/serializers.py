@@ -3,11 +3,14 @@ functions that write responses."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from rest_framework import serializers
 
 from core.api.serializers import ContactReferenceSerializer, StrictCharField, StrictSerializer
 from core.money import format_minor
 from offers.models import IssuedOffer, Offer
+from offers.selectors import OfferDefinition, WalletOffer
 
 
 class BasketSerializer(StrictSerializer):
@@ -126,8 +129,13 @@ class OfferInputSerializer(StrictSerializer):
 # Times are written as strings here, as DRF's fields write them: a response body with datetime
 # objects renders with microseconds, but its stored Idempotency-Key replay (a JSONField, Django's
 # encoder) would keep milliseconds only, and the replay must equal the first answer.
-_datetime = serializers.DateTimeField().to_representation
+_drf_datetime = serializers.DateTimeField().to_representation
 _time = serializers.TimeField().to_representation
+
+
+def _datetime(value) -> str | None:
+    # Most of an issued offer's times are empty: DRF's field gives None too, at a higher price.
+    return None if value is None else _drf_datetime(value)
 
 
 def offer_data(offer: Offer) -> dict:
@@ -171,7 +179,7 @@ def offer_data(offer: Offer) -> dict:
     }
 
 
-def offer_summary(offer: Offer) -> dict:
+def offer_summary(offer: Offer | OfferDefinition) -> dict:
     return {
         "id": str(offer.pk),
         "name": offer.name,
@@ -186,12 +194,20 @@ def offer_summary(offer: Offer) -> dict:
     }
 
 
-def issued_offer_data(issued: IssuedOffer) -> dict:
+@lru_cache(maxsize=5000)
+def _definition_summary(definition: OfferDefinition) -> dict:
+    """A cached definition's summary, formatted once (definitions are immutable: a changed offer
+    is a new definition)."""
+    return offer_summary(definition)
+
+
+def issued_offer_data(issued: IssuedOffer | WalletOffer) -> dict:
+    offer = issued.offer
     return {
         "id": str(issued.pk),
         "livemode": issued.livemode,
         "contact_id": str(issued.contact_id),
-        "offer": offer_summary(issued.offer),
+        "offer": dict(_definition_summary(offer)) if isinstance(offer, OfferDefinition) else offer_summary(offer),
         "status": issued.status,
         "issued_at": _datetime(issued.issued_at),
         "expires_at": _datetime(issued.expires_at),

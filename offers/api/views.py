@@ -1,3 +1,6 @@
+import uuid
+from contextlib import contextmanager
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -6,9 +9,9 @@ from rest_framework.response import Response
 from core.api.idempotency import idempotent
 from core.api.views import ApiView, ManagementApiView, get_in_mode_or_404
 from core.baskets import parse_basket_lines
-from core.exceptions import NotFound
+from core.exceptions import DomainError, NotFound
 from core.money import check_currency, format_minor
-from loyalty.selectors import contact_get, contact_resolve
+from loyalty.selectors import contact_get, contact_not_found, contact_reference_id, contact_resolve
 from offers import selectors
 from offers.api.serializers import (
     ExternalRedemptionInputSerializer,
@@ -50,11 +53,25 @@ class OffersApiView(ApiView):
         )
         return context, currency
 
-    def contact_id(self, contact_reference) -> object | None:
-        """The named contact's id (the service then refuses another contact's offer), or None."""
+    def contact_id(self, contact_reference) -> uuid.UUID | None:
+        """The named contact's id (the service then refuses another contact's offer), or None.
+        A contact named by id is not read: its id either is the issued offer's contact's, or
+        the service refuses it (see unknown_contact_first)."""
         if not contact_reference:
             return None
-        return contact_resolve(livemode=self.livemode, reference=contact_reference).pk
+        return contact_reference_id(livemode=self.livemode, reference=contact_reference)
+
+    @contextmanager
+    def unknown_contact_first(self, contact_reference):
+        """A request naming a contact by an id no contact of this mode has is answered NOT_FOUND
+        for the contact whatever else is wrong with it, as when the contact was read first: on
+        any domain error inside, the contact (not read until then, see contact_id) is checked."""
+        try:
+            yield
+        except DomainError:
+            if contact_reference and contact_reference.get("id"):
+                contact_get(livemode=self.livemode, contact_id=contact_reference["id"], with_identifiers=False)
+            raise
 
     def issued_offer(self, pk, contact_reference=None) -> IssuedOffer:
         """The issued offer in this mode — and of this contact, when the request names one."""
@@ -91,10 +108,15 @@ class LookupView(OffersApiView):
     )
     def post(self, request):
         data = LookupInputSerializer.validated(request.data)
-        contact = contact_resolve(livemode=self.livemode, reference=data["contact"])
+        # The contact is checked in the wallet's query, before the basket: an unknown contact is
+        # answered as such whatever the basket holds.
+        contact_id = contact_reference_id(livemode=self.livemode, reference=data["contact"])
+        wallet = selectors.offers_wallet(livemode=self.livemode, contact_id=contact_id)
+        if wallet is None:
+            raise contact_not_found(contact_id)
         context, currency = self.context_from(data.get("basket"))
         results, combination = selectors.offers_lookup(
-            contact=contact, context=context, transaction_id=data.get("transaction_id")
+            wallet=wallet, context=context, transaction_id=data.get("transaction_id")
         )
         offers = []
         for result in results:
@@ -114,7 +136,7 @@ class LookupView(OffersApiView):
         for result in results:
             if result.applicable:
                 copies.setdefault(str(result.issued.offer_id), []).append(str(result.issued.pk))
-        body = {"contact_id": str(contact.pk), "offers": offers}
+        body = {"contact_id": str(contact_id), "offers": offers}
         if context is not None:
             total = sum(evaluation.discount for evaluation in combination)
             body["best_combination"] = {
@@ -157,18 +179,19 @@ class LockView(OffersApiView):
     )
     def post(self, request, pk):
         data = LockInputSerializer.validated(request.data)
-        contact_id = self.contact_id(data.get("contact"))
-        context, currency = self.context_from(data["basket"])
-        # The service reads the offer under its row lock, in this mode (and of this contact).
-        issued_offer, evaluation = issued.issued_offer_lock(
-            issued_offer_id=pk,
-            transaction_id=data["transaction_id"],
-            context=context,
-            ttl_seconds=data.get("ttl_seconds"),
-            actor=self.actor(),
-            livemode=self.livemode,
-            contact_id=contact_id,
-        )
+        with self.unknown_contact_first(data.get("contact")):
+            contact_id = self.contact_id(data.get("contact"))
+            context, currency = self.context_from(data["basket"])
+            # The service reads the offer under its row lock, in this mode (and of this contact).
+            issued_offer, evaluation = issued.issued_offer_lock(
+                issued_offer_id=pk,
+                transaction_id=data["transaction_id"],
+                context=context,
+                ttl_seconds=data.get("ttl_seconds"),
+                actor=self.actor(),
+                livemode=self.livemode,
+                contact_id=contact_id,
+            )
         return Response({**issued_offer_data(issued_offer), **evaluation_data(evaluation, currency)})
 
 
@@ -196,16 +219,17 @@ class RedeemView(OffersApiView):
     )
     def post(self, request, pk):
         data = RedeemInputSerializer.validated(request.data)
-        contact_id = self.contact_id(data.get("contact"))
-        context, currency = self.context_from(data.get("basket"))
-        issued_offer, evaluation = issued.issued_offer_redeem(
-            issued_offer_id=pk,
-            transaction_id=data.get("transaction_id"),
-            context=context,
-            actor=self.actor(),
-            livemode=self.livemode,
-            contact_id=contact_id,
-        )
+        with self.unknown_contact_first(data.get("contact")):
+            contact_id = self.contact_id(data.get("contact"))
+            context, currency = self.context_from(data.get("basket"))
+            issued_offer, evaluation = issued.issued_offer_redeem(
+                issued_offer_id=pk,
+                transaction_id=data.get("transaction_id"),
+                context=context,
+                actor=self.actor(),
+                livemode=self.livemode,
+                contact_id=contact_id,
+            )
         return Response({**issued_offer_data(issued_offer), **evaluation_data(evaluation, currency)})
 
 

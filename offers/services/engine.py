@@ -72,6 +72,18 @@ class BasketContext:
         return tuple(line.amount for line in self.lines)
 
     @cached_property
+    def unit_amounts(self) -> tuple[int | None, ...]:
+        """Each line's unit price, None for a line without units (what a free item takes off)."""
+        return tuple(line.unit_amount if line.quantity > 0 else None for line in self.lines)
+
+    @cached_property
+    def whole_quantities(self) -> tuple[int | None, ...]:
+        """Each line's quantity as an int, None when it is not whole (priced at a fixed price)."""
+        return tuple(
+            int(line.quantity) if line.quantity == line.quantity.to_integral_value() else None for line in self.lines
+        )
+
+    @cached_property
     def local_time(self) -> datetime:
         return self.at.astimezone(zoneinfo.ZoneInfo(self.venue_time_zone or "UTC"))
 
@@ -142,12 +154,6 @@ def spread(total: int, indexes: Sequence[int], weights: Sequence[int]) -> list[t
     return [(indexes[i], share) for i, share in enumerate(shares) if share]
 
 
-def _units_cost(quantity: Decimal, price: int) -> int:
-    if quantity == quantity.to_integral_value():
-        return int(quantity) * price
-    return _round(quantity * price)
-
-
 def _round(value: Decimal) -> int:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
@@ -158,9 +164,17 @@ def evaluate(offer: OfferSpec, context: BasketContext, remaining: Sequence[int] 
     `remaining` (minor units left on each line after offers applied before this one) lets
     offers stack without discounting the same money twice; by default, the line amounts.
     """
+    result = _eligibility(offer, context)
+    if not result.reasons:
+        _give(offer, context, result, remaining)
+    return result
+
+
+def _eligibility(offer: OfferSpec, context: BasketContext) -> Evaluation:
+    """The offer's lines and the reasons it cannot be used (none yet when it can): everything of
+    an evaluation that does not depend on what earlier offers took from the lines."""
     lines = context.lines
     line_amounts = context.amounts
-    amounts = remaining if remaining is not None else line_amounts  # only read
     result = Evaluation(offer_id=offer.id, applicable=False)
     result.reasons.extend(place_and_time_reasons(offer, context))
     if offer.benefit_type in ("amount_off", "fixed_price") and offer.currency and offer.currency != context.currency:
@@ -177,101 +191,131 @@ def evaluate(offer: OfferSpec, context: BasketContext, remaining: Sequence[int] 
         and sum((lines[i].quantity for i in qualifying), Decimal(0)) < offer.min_quantity
     ):
         result.reasons.append("min_quantity_not_met")
-    if result.reasons:
-        return result
+    return result
 
+
+def _targets(offer: OfferSpec, context: BasketContext, qualifying: list[int]) -> Sequence[int]:
+    """The lines a money benefit takes from (the free unit is the cheapest qualifying one,
+    whatever the offer applies to)."""
+    if offer.applies_to == "qualifying_items" or offer.benefit_type == "free_item":
+        return qualifying
+    return range(len(context.lines))
+
+
+def _give(offer: OfferSpec, context: BasketContext, result: Evaluation, remaining: Sequence[int] | None) -> None:
+    """Fill in what an eligible offer gives (`result` holds its qualifying lines), or the reason
+    it gives nothing."""
     if offer.benefit_type == "bonus_points":
         result.bonus_points = int(offer.benefit_value)
     elif offer.benefit_type == "points_multiplier":
         result.points_multiplier = offer.benefit_value
     else:
-        targets = qualifying if offer.applies_to == "qualifying_items" else list(range(len(lines)))
-        if offer.benefit_type == "free_item":
-            # The free unit is the cheapest qualifying one, whatever the offer applies to.
-            targets = qualifying
+        amounts = remaining if remaining is not None else context.amounts  # only read
+        targets = _targets(offer, context, result.qualifying_lines)
         target_amounts = list(map(amounts.__getitem__, targets))
         base = sum(target_amounts)
-        savings = (
-            _unit_savings(offer, context, lines, targets, target_amounts)
-            if offer.benefit_type == "fixed_price" and offer.applies_to != "basket"
-            else None
-        )
-        discount = _money_discount(offer, context, lines, targets, target_amounts, base, savings)
+        weights, free_line = target_amounts, None
+        if offer.benefit_type == "free_item":
+            free_line = _cheapest_unit_line(context, targets)
+            discount = 0 if free_line is None else min(context.unit_amounts[free_line], amounts[free_line])
+        elif offer.benefit_type == "fixed_price" and offer.applies_to != "basket":
+            # Each line gets what its own units save: a line already below the price gets nothing.
+            weights = _unit_savings(offer, context, targets, target_amounts)
+            discount = sum(weights)
+        else:
+            discount = _money_discount(offer, context, base)
         if offer.cap_amount is not None:
             discount = min(discount, offer.cap_amount)
         discount = max(0, min(discount, base))
         if discount == 0:
             result.reasons.append("nothing_to_discount")
-            return result
+            return
         result.discount = discount
-        if offer.benefit_type == "free_item":
-            result.line_discounts = [(_cheapest_unit_line(lines, targets), discount)]
-        elif offer.benefit_type == "fixed_price" and offer.applies_to != "basket":
-            # Each line gets what its own units save: a line already below the price gets nothing.
-            result.line_discounts = spread(discount, targets, savings)
+        if free_line is not None:
+            result.line_discounts = [(free_line, discount)]
         else:
-            result.line_discounts = spread(discount, targets, target_amounts)
+            result.line_discounts = spread(discount, targets, weights)
     result.applicable = True
-    return result
 
 
-def _money_discount(offer, context, lines, targets, target_amounts, base, savings=None) -> int:
+def _money_discount(offer: OfferSpec, context: BasketContext, base: int) -> int:
+    """What a percentage, an amount off or a fixed price for the whole basket takes off `base`
+    (what the target lines cost)."""
     exponent_scale = Decimal(10) ** _exponent(context.currency)
     if offer.benefit_type == "percent_off":
         return _round(Decimal(base) * offer.benefit_value / 100)
     if offer.benefit_type == "amount_off":
         return _round(offer.benefit_value * exponent_scale)
     if offer.benefit_type == "fixed_price":
-        price = _round(offer.benefit_value * exponent_scale)
-        if offer.applies_to == "basket":
-            return base - price
-        return sum(savings if savings is not None else _unit_savings(offer, context, lines, targets, target_amounts))
-    if offer.benefit_type == "free_item":
-        cheapest = _cheapest_unit_line(lines, targets)
-        if cheapest is None:
-            return 0
-        return min(lines[cheapest].unit_amount, target_amounts[targets.index(cheapest)])
+        return base - _round(offer.benefit_value * exponent_scale)
     return 0
 
 
-def _unit_savings(offer, context, lines, targets, target_amounts) -> list[int]:
+def _unit_savings(offer: OfferSpec, context: BasketContext, targets, target_amounts) -> list[int]:
     """What each target line saves when each of its units costs the fixed price."""
     price = _round(offer.benefit_value * Decimal(10) ** _exponent(context.currency))
-    return [
-        max(0, amount - _units_cost(lines[i].quantity, price))
-        for i, amount in zip(targets, target_amounts, strict=True)
-    ]
+    return [max(0, amount - _units_cost(context, i, price)) for i, amount in zip(targets, target_amounts, strict=True)]
 
 
-def _cheapest_unit_line(lines, indexes) -> int | None:
-    """The line (of `indexes`) with the cheapest unit, the earliest on a tie: the free item."""
-    candidates = [i for i in indexes if lines[i].quantity > 0]
-    return min(candidates, key=lambda i: (lines[i].unit_amount, i)) if candidates else None
+def _units_cost(context: BasketContext, line: int, price: int) -> int:
+    whole = context.whole_quantities[line]
+    return whole * price if whole is not None else _round(context.lines[line].quantity * price)
+
+
+def _cheapest_unit_line(context: BasketContext, indexes: Sequence[int]) -> int | None:
+    """The line (of `indexes`, in line order) with the cheapest unit, the earliest on a tie: the
+    free item."""
+    unit_amounts = context.unit_amounts
+    candidates = [i for i in indexes if unit_amounts[i] is not None]
+    return min(candidates, key=unit_amounts.__getitem__) if candidates else None
 
 
 def _exponent(currency: str) -> int:
     return CURRENCY_EXPONENTS.get(currency, 2)
 
 
-def best_combination(offers: Sequence[OfferSpec], context: BasketContext) -> list[Evaluation]:
+def best_combination(
+    offers: Sequence[OfferSpec], context: BasketContext, evaluations: Sequence[Evaluation] | None = None
+) -> list[Evaluation]:
     """Apply applicable offers in priority order on what is left of each line: an exclusive
-    offer is used alone (the best single exclusive one, if it beats the combinable set)."""
-    ordered = sorted(offers, key=lambda offer: (-offer.priority, offer.id))
-    combinable, remaining = [], [line.amount for line in context.lines]
-    for offer in ordered:
-        if offer.is_exclusive:
+    offer is used alone (the best single exclusive one, if it beats the combinable set).
+
+    `evaluations`, when given, are the offers' own evaluations on the whole basket (what
+    `evaluate(offer, context)` gives), in the order of `offers`: an offer is then not judged
+    again, only priced again on what is left, and not even that when no line it takes from has
+    been discounted yet (the result could not differ).
+    """
+    if evaluations is None:
+        evaluations = [evaluate(offer, context) for offer in offers]
+    ordered = sorted(zip(offers, evaluations, strict=True), key=lambda pair: (-pair[0].priority, pair[0].id))
+    combinable, remaining, discounted = [], list(context.amounts), set()
+    for offer, whole_basket in ordered:
+        if offer.is_exclusive or not whole_basket.applicable:
             continue
-        evaluation = evaluate(offer, context, remaining)
+        evaluation = _on_what_is_left(offer, context, whole_basket, remaining, discounted)
         if evaluation.applicable:
             for index, amount in evaluation.line_discounts:
                 remaining[index] -= amount
+                discounted.add(index)
             combinable.append(evaluation)
     chosen = combinable
     combinable_value = sum(evaluation.discount for evaluation in combinable)
-    for offer in ordered:
-        if not offer.is_exclusive:
-            continue
-        evaluation = evaluate(offer, context)
-        if evaluation.applicable and evaluation.discount > combinable_value:
-            chosen, combinable_value = [evaluation], evaluation.discount
+    for offer, whole_basket in ordered:
+        if offer.is_exclusive and whole_basket.applicable and whole_basket.discount > combinable_value:
+            chosen, combinable_value = [whole_basket], whole_basket.discount
     return chosen
+
+
+def _on_what_is_left(
+    offer: OfferSpec, context: BasketContext, whole_basket: Evaluation, remaining: list[int], discounted: set[int]
+) -> Evaluation:
+    """evaluate(offer, context, remaining) for an offer applicable to the whole basket: whether
+    it applies does not depend on what earlier offers took, only what it gives (and points
+    offers do not even read the amounts)."""
+    if offer.benefit_type not in MONEY_BENEFITS:
+        return whole_basket
+    if discounted.isdisjoint(_targets(offer, context, whole_basket.qualifying_lines)):
+        return whole_basket
+    result = Evaluation(offer_id=offer.id, applicable=False, qualifying_lines=whole_basket.qualifying_lines)
+    _give(offer, context, result, remaining)
+    return result

@@ -7,22 +7,29 @@ and limits are then moved with conditional updates in a fixed order (issued offe
 per-contact usage), so 50 parallel redemptions of one offer give exactly one success, and
 budgets hold under any concurrency. An expired lock counts as no lock at all, at once: no sweep
 is needed for another transaction to lock or redeem.
+
+At the checkout every round trip counts: on PostgreSQL the locked row comes with its offer and
+the contact's usage, a redemption's counters move in one statement, and the new state, its
+history row and its outbox event are written by another. The ORM does the same step by step on
+other databases (SQLite).
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from core.exceptions import Conflict, NotFound, ValidationError
 from core.messages import message_render
-from core.services import outbox_emit
+from core.services import outbox_emit, outbox_emitted, outbox_insert_sql
 from loyalty.models import Contact
 from offers.exceptions import OfferLimitReached, OfferLocked, OfferNotApplicable, OfferNotAvailable
 from offers.models import IssuedOffer, IssuedOfferTransition, Offer, OfferContactUsage
@@ -72,10 +79,14 @@ def issued_offer_transition(
     transaction_id: str = "",
     discount: int = 0,
     actor: str = "",
+    event_type: str | None = None,
+    event_data: dict | None = None,
     **changes,
 ) -> IssuedOffer:
     """Apply one transition to a row the caller holds locked; refuses what the table forbids.
-    (The guards particular to each action are checked by its service before this.)"""
+    (The guards particular to each action are checked by its service before this.) With
+    `event_type`, the outbox event reporting it (`event_data` added to the issued offer's facts)
+    is written with it, in the same statement on PostgreSQL."""
     allowed_from, to_status = TRANSITIONS[action]
     effective = Status.AVAILABLE if issued.status == Status.LOCKED and not _lock_is_live(issued, now) else issued.status
     if issued.status not in allowed_from and effective not in allowed_from:
@@ -84,32 +95,83 @@ def issued_offer_transition(
     fields = {"status": to_status, **changes}
     if to_status != Status.LOCKED:
         fields.update(locked_transaction_id="", locked_at=None, locked_until=None, locked_discount=0)
-    IssuedOffer.objects.filter(pk=issued.pk).update(updated_at=now, **fields)
+    history = {
+        "action": action,
+        "from_status": from_status,
+        "to_status": to_status,
+        "transaction_id": transaction_id,
+        "discount": discount,
+        "actor": actor,
+        "created_at": now,
+    }
     for name, value in fields.items():
         setattr(issued, name, value)
-    IssuedOfferTransition.objects.create(
-        issued_offer=issued,
-        action=action,
-        from_status=from_status,
-        to_status=to_status,
-        transaction_id=transaction_id,
-        discount=discount,
-        actor=actor,
-        created_at=now,
-    )
+    fields["updated_at"] = now
+    payload = _event_payload(issued, **(event_data or {})) if event_type else None
+    if connection.vendor == "postgresql":
+        moved = _transition_in_one_statement(issued, from_status, fields, history, event_type, payload)
+    else:
+        moved = IssuedOffer.objects.filter(pk=issued.pk, status=from_status).update(**fields)
+        if moved:
+            IssuedOfferTransition.objects.create(issued_offer=issued, **history)
+    if not moved:  # cannot happen under the caller's row lock; never write over a change unseen
+        raise _not_available(issued, f"{from_status} no longer")
+    if event_type and connection.vendor == "postgresql":
+        outbox_emitted(livemode=issued.livemode, event_type=event_type, payload=payload)  # written above
+    elif event_type:
+        outbox_emit(livemode=issued.livemode, event_type=event_type, payload=payload)
     return issued
 
 
+_ISSUED = IssuedOffer._meta.db_table
+_HISTORY_COLUMNS = ("action", "from_status", "to_status", "transaction_id", "discount", "actor", "created_at")
+# The new state, its history row and (when the action is reported) its outbox event, in one
+# round trip. The UPDATE is guarded on the status read under the row lock; the inserts take
+# their row from it, so nothing is recorded unless the state moved.
+_TRANSITION_SQL = (
+    "WITH moved AS (UPDATE {issued} SET {assignments} WHERE id = %s AND status = %s RETURNING id), "
+    "history AS (INSERT INTO {history} (issued_offer_id, {history_columns}) SELECT id, {history_values} FROM moved) "
+    "{tail}"
+)
+
+
+def _transition_in_one_statement(
+    issued: IssuedOffer, from_status: str, fields: dict, history: dict, event_type: str | None, payload: dict | None
+) -> int:
+    assignments = ", ".join(f"{IssuedOffer._meta.get_field(name).column} = %s" for name in fields)
+    params = [*fields.values(), issued.pk, from_status, *(history[column] for column in _HISTORY_COLUMNS)]
+    tail = "SELECT id FROM moved"
+    if event_type:
+        tail, event_params = outbox_insert_sql(
+            livemode=issued.livemode, event_type=event_type, payload=payload, source="moved"
+        )
+        params += event_params
+    sql = _TRANSITION_SQL.format(
+        issued=_ISSUED,
+        assignments=assignments,
+        history=IssuedOfferTransition._meta.db_table,
+        history_columns=", ".join(_HISTORY_COLUMNS),
+        history_values=", ".join(["%s"] * len(_HISTORY_COLUMNS)),
+        tail=tail,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
 def _locked_row(issued_offer_id, *, livemode: bool | None = None, contact_id=None) -> IssuedOffer:
-    """The issued offer with its row lock. With `livemode` (and `contact_id`), one of another
-    mode (or contact), or none at all, is NotFound — the API's answer, read under the lock
-    rather than by a separate query before it."""
-    rows = IssuedOffer.objects.select_for_update(of=("self",)).select_related("offer")
-    if livemode is None:
-        return rows.get(pk=issued_offer_id)
+    """The issued offer with its row lock, its offer, and the contact's redemptions of that offer
+    as `used_by_contact`. With `livemode` (and `contact_id`), one of another mode (or contact),
+    or none at all, is NotFound — the API's answer, read under the lock rather than by a
+    separate query before it."""
     try:
-        issued = rows.get(livemode=livemode, pk=issued_offer_id)
+        if connection.vendor == "postgresql":
+            issued = _locked_row_in_one_statement(uuid.UUID(str(issued_offer_id)), livemode)
+        else:
+            issued = _locked_row_portable(issued_offer_id, livemode)
     except (IssuedOffer.DoesNotExist, DjangoValidationError, ValueError):
+        if livemode is None:
+            raise
         issued = None
     if issued is None:
         raise NotFound(
@@ -124,20 +186,70 @@ def _locked_row(issued_offer_id, *, livemode: bool | None = None, contact_id=Non
     return issued
 
 
-def _event(issued: IssuedOffer, event_type: str, **extra) -> None:
-    outbox_emit(
-        livemode=issued.livemode,
-        event_type=event_type,
-        payload={
-            "issued_offer_id": str(issued.pk),
-            "offer_id": str(issued.offer_id),
-            "contact_id": str(issued.contact_id),
-            "status": issued.status,
-            "is_external": issued.offer.is_external,
-            "external_reference": issued.external_reference,
-            **extra,
-        },
+_ISSUED_FIELDS = IssuedOffer._meta.concrete_fields
+_OFFER_FIELDS = Offer._meta.concrete_fields
+_USAGE = OfferContactUsage._meta.db_table
+# Every column of both rows (callers get whole model instances) and the usage, in one round trip.
+# Only the issued offer's row is locked: the offer's counters move by conditional UPDATEs.
+_LOCKED_ROW_SQL = (
+    f"SELECT {', '.join(f'issued.{field.column}' for field in _ISSUED_FIELDS)}, "
+    f"{', '.join(f'offer.{field.column}' for field in _OFFER_FIELDS)}, usage.redeemed_count "
+    f"FROM {_ISSUED} AS issued JOIN {Offer._meta.db_table} AS offer ON offer.id = issued.offer_id "
+    f"LEFT JOIN {_USAGE} AS usage ON usage.offer_id = issued.offer_id AND usage.contact_id = issued.contact_id "
+    "WHERE issued.id = %s{mode} FOR UPDATE OF issued"
+)
+
+
+def _locked_row_in_one_statement(issued_offer_id: uuid.UUID, livemode: bool | None) -> IssuedOffer:
+    params = [issued_offer_id] if livemode is None else [issued_offer_id, livemode]
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCKED_ROW_SQL.format(mode="" if livemode is None else " AND issued.livemode = %s"), params)
+        row = cursor.fetchone()
+    if row is None:
+        raise IssuedOffer.DoesNotExist(f"No issued offer {issued_offer_id}.")
+    issued = _model_from_row(IssuedOffer, _ISSUED_FIELDS, row[: len(_ISSUED_FIELDS)])
+    issued.offer = _model_from_row(Offer, _OFFER_FIELDS, row[len(_ISSUED_FIELDS) : -1])
+    issued.used_by_contact = row[-1] or 0
+    return issued
+
+
+def _model_from_row(model, fields, values):
+    """A model instance from its columns as a cursor returns them, converted as the ORM would
+    (JSON columns come back as text)."""
+    values = [
+        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
+        for field, value in zip(fields, values, strict=True)
+    ]
+    return model.from_db(connection.alias, [field.attname for field in fields], values)
+
+
+def _locked_row_portable(issued_offer_id, livemode: bool | None) -> IssuedOffer:
+    """_locked_row through the ORM (SQLite)."""
+    used = OfferContactUsage.objects.filter(offer_id=OuterRef("offer_id"), contact_id=OuterRef("contact_id"))
+    rows = (
+        IssuedOffer.objects.select_for_update(of=("self",))
+        .select_related("offer")
+        .annotate(used_by_contact=Coalesce(Subquery(used.values("redeemed_count")), 0))
     )
+    if livemode is not None:
+        rows = rows.filter(livemode=livemode)
+    return rows.get(pk=issued_offer_id)
+
+
+def _event_payload(issued: IssuedOffer, **extra) -> dict:
+    return {
+        "issued_offer_id": str(issued.pk),
+        "offer_id": str(issued.offer_id),
+        "contact_id": str(issued.contact_id),
+        "status": issued.status,
+        "is_external": issued.offer.is_external,
+        "external_reference": issued.external_reference,
+        **extra,
+    }
+
+
+def _event(issued: IssuedOffer, event_type: str, **extra) -> None:
+    outbox_emit(livemode=issued.livemode, event_type=event_type, payload=_event_payload(issued, **extra))
 
 
 # --- issuing ----------------------------------------------------------------------------------
@@ -294,6 +406,7 @@ def issued_offer_lock(
         _check_limits_not_reached(issued)
         evaluation = _priced(issued, context)
         discount = evaluation.discount if evaluation else 0
+        locked_until = now + timedelta(seconds=ttl)
         issued_offer_transition(
             issued=issued,
             action="lock",
@@ -301,12 +414,13 @@ def issued_offer_lock(
             transaction_id=transaction_id,
             discount=discount,
             actor=actor,
+            event_type="offer.locked",
+            event_data={"transaction_id": transaction_id, "locked_until": locked_until.isoformat()},
             locked_transaction_id=transaction_id,
             locked_at=now,
-            locked_until=now + timedelta(seconds=ttl),
+            locked_until=locked_until,
             locked_discount=discount,
         )
-        _event(issued, "offer.locked", transaction_id=transaction_id, locked_until=issued.locked_until.isoformat())
     return issued, evaluation
 
 
@@ -348,12 +462,7 @@ def contact_offer_locks_release(*, contact_id, actor: str = "erasure") -> int:
 def _check_limits_not_reached(issued: IssuedOffer) -> None:
     """A lock promises a discount: refuse it when the redeem would be refused for the limits
     (the redeem still enforces them with conditional updates)."""
-    used = (
-        OfferContactUsage.objects.filter(offer_id=issued.offer_id, contact_id=issued.contact_id)
-        .values_list("redeemed_count", flat=True)
-        .first()
-    )
-    reasons = limit_reasons(issued.offer, used or 0)
+    reasons = limit_reasons(issued.offer, issued.used_by_contact)
     if reasons:
         raise OfferLimitReached(
             f"The offer cannot be used again: {', '.join(reasons)}.",
@@ -364,47 +473,71 @@ def _check_limits_not_reached(issued: IssuedOffer) -> None:
 def _count_redemption(issued: IssuedOffer, discount: int) -> None:
     """Move the offer's counters and the contact's usage within their limits, or refuse."""
     offer = issued.offer
-    within_budget = Q(budget_count__isnull=True) | Q(redeemed_count__lt=F("budget_count"))
-    within_money = Q(budget_amount__isnull=True) | Q(budget_amount__gte=F("discount_given") + discount)
-    if not Offer.objects.filter(within_budget & within_money, pk=offer.pk).update(
-        redeemed_count=F("redeemed_count") + 1, discount_given=F("discount_given") + discount
-    ):
+    limit = offer.redemptions_per_contact
+    may_use = limit is None or limit >= 1
+    if connection.vendor == "postgresql":
+        counted, used = _count_in_one_statement(offer.pk, issued.contact_id, discount, limit, may_use)
+    else:
+        counted = _count_offer_use(offer.pk, discount)
+        used = counted and may_use and _count_contact_use(offer, issued.contact_id)
+    if not counted:
         raise OfferLimitReached(
             "The offer's total budget is used up.",
             parameters=[OfferLimitReached.parameter("offer_id", value=str(offer.pk), reason="budget_exhausted")],
         )
-    if not _count_contact_use(offer, issued.contact_id):
+    if not used:
         raise OfferLimitReached(
             f"The contact has redeemed this offer {offer.redemptions_per_contact} time(s), the limit.",
             parameters=[OfferLimitReached.parameter("offer_id", value=str(offer.pk), reason="limit_reached")],
         )
 
 
-_USAGE_TABLE = OfferContactUsage._meta.db_table
-_USAGE_UPSERT = (
-    f"INSERT INTO {_USAGE_TABLE} (offer_id, contact_id, redeemed_count) VALUES (%s, %s, 1) "
-    f"ON CONFLICT (offer_id, contact_id) DO UPDATE SET redeemed_count = {_USAGE_TABLE}.redeemed_count + 1 "
-    "{guard} RETURNING redeemed_count"
+_OFFER = Offer._meta.db_table
+# One round trip for both counts, in the lock order of every redemption (offer, then usage: the
+# usage row is written from the counted offer row, so not at all when the budget refused). The
+# offer moves only within its budgets; the usage row is created or moved under its unique
+# constraint with the per-contact limit as the update's condition. No row from a step: refused.
+_COUNT_SQL = f"""
+WITH counted AS (
+    UPDATE {_OFFER} SET redeemed_count = redeemed_count + 1, discount_given = discount_given + %(discount)s
+    WHERE id = %(offer_id)s AND (budget_count IS NULL OR redeemed_count < budget_count)
+        AND (budget_amount IS NULL OR budget_amount >= discount_given + %(discount)s)
+    RETURNING id
+), used AS (
+    INSERT INTO {_USAGE} (offer_id, contact_id, redeemed_count)
+    SELECT id, %(contact_id)s, 1 FROM counted WHERE %(may_use)s
+    ON CONFLICT (offer_id, contact_id) DO UPDATE SET redeemed_count = {_USAGE}.redeemed_count + 1 {{guard}}
+    RETURNING offer_id
 )
+SELECT (SELECT count(*) FROM counted), (SELECT count(*) FROM used)
+"""
+
+
+def _count_in_one_statement(offer_id, contact_id, discount: int, limit: int | None, may_use: bool) -> tuple[int, int]:
+    guard = f"WHERE {_USAGE}.redeemed_count < %(limit)s" if limit is not None else ""
+    params = {"offer_id": offer_id, "contact_id": contact_id, "discount": discount, "limit": limit, "may_use": may_use}
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNT_SQL.format(guard=guard), params)
+        return cursor.fetchone()
+
+
+def _count_offer_use(offer_id, discount: int) -> bool:
+    """One more redemption of the offer giving `discount`, unless that passes a budget."""
+    within_budget = Q(budget_count__isnull=True) | Q(redeemed_count__lt=F("budget_count"))
+    within_money = Q(budget_amount__isnull=True) | Q(budget_amount__gte=F("discount_given") + discount)
+    return bool(
+        Offer.objects.filter(within_budget & within_money, pk=offer_id).update(
+            redeemed_count=F("redeemed_count") + 1, discount_given=F("discount_given") + discount
+        )
+    )
 
 
 def _count_contact_use(offer: Offer, contact_id) -> bool:
-    """One more use of the offer by the contact, unless that passes `redemptions_per_contact`
-    (False then). On PostgreSQL one statement: the row is created or moved under the unique
-    constraint, with the limit as the update's condition (no row back: the limit holds)."""
-    limit = offer.redemptions_per_contact
-    if limit is not None and limit < 1:
-        return False
-    if connection.vendor == "postgresql":
-        guard = f"WHERE {_USAGE_TABLE}.redeemed_count < %s" if limit is not None else ""
-        params = [offer.pk, contact_id] + ([limit] if limit is not None else [])
-        with connection.cursor() as cursor:
-            cursor.execute(_USAGE_UPSERT.format(guard=guard), params)
-            return cursor.fetchone() is not None
+    """One more use of the offer by the contact, unless that passes `redemptions_per_contact`."""
     OfferContactUsage.objects.get_or_create(offer=offer, contact_id=contact_id)
     usage = OfferContactUsage.objects.filter(offer=offer, contact_id=contact_id)
-    if limit is not None:
-        usage = usage.filter(redeemed_count__lt=limit)
+    if offer.redemptions_per_contact is not None:
+        usage = usage.filter(redeemed_count__lt=offer.redemptions_per_contact)
     return bool(usage.update(redeemed_count=F("redeemed_count") + 1))
 
 
@@ -446,11 +579,12 @@ def issued_offer_redeem(
             transaction_id=transaction_id or "",
             discount=discount,
             actor=actor,
+            event_type="offer.redeemed",
+            event_data={"transaction_id": transaction_id, "discount": discount},
             redeemed_transaction_id=transaction_id or "",
             redeemed_at=at or now,
             redeemed_discount=discount,
         )
-        _event(issued, "offer.redeemed", transaction_id=transaction_id, discount=discount)
     return issued, evaluation
 
 
@@ -476,11 +610,11 @@ def issued_offer_reinstate(*, issued_offer_id, actor: str = "", reason: str = ""
             transaction_id=issued.redeemed_transaction_id,
             discount=-issued.redeemed_discount,
             actor=actor or reason,
+            event_type="offer.reinstated",
             redeemed_transaction_id="",
             redeemed_at=None,
             redeemed_discount=0,
         )
-        _event(issued, "offer.reinstated")
     return issued
 
 

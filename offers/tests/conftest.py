@@ -5,8 +5,8 @@ from offers import selectors
 
 @pytest.fixture(autouse=True)
 def _fresh_offer_spec_cache():
-    """Specs are cached per process by (offer id, updated_at); tests that change restrictions
+    """Definitions are cached per process by (offer id, updated_at); tests that change restrictions
     behind the services' back must not see an earlier test's or step's spec."""
-    selectors._SPEC_CACHE.clear()
+    selectors._DEFINITION_CACHE.clear()
     yield
-    selectors._SPEC_CACHE.clear()
+    selectors._DEFINITION_CACHE.clear()

@@ -825,3 +825,38 @@ def test_a_combination_never_discounts_a_line_by_more_than_it_costs(offers, line
     assert sum(evaluation.discount for evaluation in chosen) == sum(per_line)
     if any(evaluation.offer_id in {offer.id for offer in offers if offer.is_exclusive} for evaluation in chosen):
         assert len(chosen) == 1
+
+
+def _combination_evaluating_every_offer_again(offers, context):
+    """best_combination as stated: every combinable offer evaluated again on what is left of each
+    line, every exclusive one on the whole basket."""
+    ordered = sorted(offers, key=lambda offer: (-offer.priority, offer.id))
+    combinable, remaining = [], [line.amount for line in context.lines]
+    for offer in ordered:
+        if not offer.is_exclusive:
+            evaluation = evaluate(offer, context, remaining)
+            if evaluation.applicable:
+                for index, amount in evaluation.line_discounts:
+                    remaining[index] -= amount
+                combinable.append(evaluation)
+    chosen, value = combinable, sum(evaluation.discount for evaluation in combinable)
+    for offer in ordered:
+        evaluation = evaluate(offer, context)
+        if offer.is_exclusive and evaluation.applicable and evaluation.discount > value:
+            chosen, value = [evaluation], evaluation.discount
+    return chosen
+
+
+@settings(max_examples=300)
+@given(offers=st.lists(money_offers(), max_size=5), lines=lines_strategy)
+def test_a_combination_from_the_whole_basket_evaluations_is_the_one_evaluating_every_offer_again(offers, lines):
+    context = make_context(lines)
+    points = make_offer(id="points", benefit_type="bonus_points", benefit_value=Decimal(50), priority=2)
+    offers = [*offers, points]
+
+    chosen = best_combination(offers, context, [evaluate(offer, context) for offer in offers])
+
+    def seen(evaluations):
+        return [(e.offer_id, e.discount, e.line_discounts, e.bonus_points) for e in evaluations]
+
+    assert seen(chosen) == seen(_combination_evaluating_every_offer_again(offers, context))
