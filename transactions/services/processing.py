@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from catalogue.models import line_matches_restrictions
 from core.baskets import BasketLine
-from core.services import outbox_emit
+from core.services import outbox_emit, outbox_emitted, outbox_insert_sql
 from loyalty.models import Contact, LedgerEntry, Tier, TierHistory
 from loyalty.selectors.wallets import earning_rules_in_force
 from loyalty.services.earning import RuleSpec, basket_points, points_allocate
@@ -286,11 +286,10 @@ def _process_locked(txn: Transaction) -> None:
     txn.points_earned = total
     txn.processed_at = timezone.now()
     txn.failure_reason = ""
-    _mark_processed(txn, f"{total} points ({earning.points} base, {offer_points} from offers)")
-    outbox_emit(
-        livemode=txn.livemode,
-        event_type="transaction.processed",
-        payload={
+    _mark_processed(
+        txn,
+        f"{total} points ({earning.points} base, {offer_points} from offers)",
+        {
             "id": txn.external_id,
             "transaction_id": str(txn.pk),
             "contact_id": str(contact.pk),
@@ -300,9 +299,9 @@ def _process_locked(txn: Transaction) -> None:
     )
 
 
-def _mark_processed(txn: Transaction, detail: str) -> None:
-    """The purchase's new status and its history row in one statement (one round trip fewer
-    for every purchase)."""
+def _mark_processed(txn: Transaction, detail: str, payload: dict) -> None:
+    """The purchase's new status, its history row and its `transaction.processed` event in one
+    statement on PostgreSQL (two round trips fewer for every purchase)."""
     if connection.vendor != "postgresql":  # no UPDATE inside WITH
         Transaction.objects.filter(pk=txn.pk).update(
             status=txn.status,
@@ -312,15 +311,29 @@ def _mark_processed(txn: Transaction, detail: str) -> None:
             failure_reason="",
         )
         _event(txn, "processed", detail)
+        outbox_emit(livemode=txn.livemode, event_type="transaction.processed", payload=payload)
         return
+    event_sql, event_params = outbox_insert_sql(
+        livemode=txn.livemode, event_type="transaction.processed", payload=payload, source="done"
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH done AS (UPDATE {Transaction._meta.db_table} SET status = %s, points_earned = %s, "
-            "processed_at = %s, attempts = %s, failure_reason = '' WHERE id = %s RETURNING id) "
-            f"INSERT INTO {TransactionEvent._meta.db_table} (transaction_id, kind, detail, created_at) "
-            "SELECT id, 'processed', %s, %s FROM done",
-            [txn.status, txn.points_earned, txn.processed_at, txn.attempts, txn.pk, detail, txn.processed_at],
+            "processed_at = %s, attempts = %s, failure_reason = '' WHERE id = %s RETURNING id), "
+            f"history AS (INSERT INTO {TransactionEvent._meta.db_table} (transaction_id, kind, detail, created_at) "
+            f"SELECT id, 'processed', %s, %s FROM done) {event_sql}",
+            [
+                txn.status,
+                txn.points_earned,
+                txn.processed_at,
+                txn.attempts,
+                txn.pk,
+                detail,
+                txn.processed_at,
+                *event_params,
+            ],
         )
+    outbox_emitted(livemode=txn.livemode, event_type="transaction.processed", payload=payload)
 
 
 def transaction_fail(*, transaction_id, reason: str) -> None:
