@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from common import ROOT, Server, lua_string, paced, use_database, wrk
+from common import ROOT, Server, cpu_seconds_by_process, cpu_split, lua_string, paced, use_database, wrk
 
 BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/12")
 
@@ -144,11 +144,14 @@ def intake_queries(contact_id: str) -> dict[int, int]:
     return counts
 
 
-def start_workers(count: int) -> list[subprocess.Popen]:
+def start_workers(count: int, nice: int = 0) -> list[subprocess.Popen]:
+    """Celery workers; `nice` > 0 runs them at a lower CPU priority than the web workers, as a
+    deployment that puts checkout latency first would (the database queue absorbs the rest)."""
     env = {**os.environ, "CELERY_BROKER_URL": BROKER, "DEBUG": "0"}
     return [
         subprocess.Popen(
             [
+                *(["nice", "-n", str(nice)] if nice else []),
                 sys.executable,
                 "-m",
                 "celery",
@@ -180,6 +183,7 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--celery-workers", type=int, default=2)
     parser.add_argument("--soak-rate", type=float, default=150, help="purchases/s offered during the soak")
+    parser.add_argument("--worker-nice", type=int, default=0, help="run the Celery workers at this nice level")
     args = parser.parse_args()
     # As in production: a cache shared by web and workers (the intake's drain flag lives there).
     os.environ["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -191,12 +195,12 @@ def main() -> None:
     contacts, key = build_world()
     counts = intake_queries(contacts[0])
     server = Server(port=8095, workers=args.web_workers, extra_env={"CELERY_BROKER_URL": BROKER})
-    workers = start_workers(args.celery_workers)
+    workers = start_workers(args.celery_workers, nice=args.worker_nice)
     from transactions.models import Transaction
 
     print(
         f"purchases on PostgreSQL + Redis: gunicorn {args.web_workers} workers, {args.celery_workers} Celery "
-        f"workers, {args.clients} concurrent clients (wrk)"
+        f"workers (nice {args.worker_nice}), {args.clients} concurrent clients"
     )
     print(f"  queries per intake: {counts[20]} for 20 lines, {counts[1000]} for 1,000 lines")
     try:
@@ -226,9 +230,11 @@ def main() -> None:
         sampler.start()
         prefix, middle, suffix = purchase_template(20)
         bodies = (prefix + f"S-{n}" + middle + contacts[(n * 7) % len(contacts)] + suffix for n in itertools.count())
+        cpu_before = cpu_seconds_by_process()
         result = paced(
             8095, key, "/api/v1/transactions", bodies, rate=args.soak_rate, seconds=args.soak, clients=args.clients
         )
+        cpu_used = cpu_split(cpu_before, cpu_seconds_by_process(), result["seconds"])
         accepted = int(result["requests"])
         processed_under_load = Transaction.objects.filter(status="processed", external_id__startswith="S-").count()
         drain_started = time.monotonic()
@@ -254,6 +260,7 @@ def main() -> None:
             f"{drained:.1f} s after the load stopped); failed {failed}"
         )
         print("    backlog (queued in the database) every 5 s: " + ", ".join(f"{q}" for _, q, _ in samples))
+        print(f"    CPU while under load: {cpu_used}")
     finally:
         for worker in workers:
             worker.terminate()

@@ -588,3 +588,20 @@ def test_the_drain_task_clears_its_flag_and_hands_over_when_its_budget_is_spent(
     assert handed_over == [{}]
     settings.TRANSACTION_DRAIN_SECONDS = 10
     assert tasks.process_queued() == 2 and handed_over == [{}]
+
+
+def test_the_drain_reads_a_queued_purchase_as_the_orm_would(contact, rule, gold):
+    contact.attributes = {"segment": "vip"}
+    contact.save()
+    in_tier(contact, gold, since=timezone.now() - timedelta(days=400))
+    sent, _, _ = transaction_intake(livemode=False, purchase=purchase("D-row", contact=contact))
+
+    taken = processing._next_queued()
+
+    expected = Transaction.objects.select_related("contact").get(pk=sent.pk)
+    for field in Transaction._meta.concrete_fields:
+        assert getattr(taken, field.attname) == getattr(expected, field.attname), field.name
+    for field in type(contact)._meta.concrete_fields:
+        assert getattr(taken.contact, field.attname) == getattr(expected.contact, field.attname), field.name
+    assert isinstance(taken.response, dict) and taken.contact.attributes == {"segment": "vip"}
+    assert taken.tier_id_then == gold.pk
