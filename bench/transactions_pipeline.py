@@ -180,10 +180,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--soak", type=float, default=60)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--web-workers", type=int, default=2)
+    # Sync workers wait on PostgreSQL and Redis for much of a request: two per core keep the
+    # cores busy (gunicorn's own advice is 2 × cores + 1).
+    parser.add_argument("--web-workers", type=int, default=4)
     parser.add_argument("--celery-workers", type=int, default=2)
     parser.add_argument("--soak-rate", type=float, default=150, help="purchases/s offered during the soak")
-    parser.add_argument("--worker-nice", type=int, default=0, help="run the Celery workers at this nice level")
+    parser.add_argument(
+        "--worker-nice", type=int, default=10, help="run the Celery workers at this nice level (0: as the web)"
+    )
     args = parser.parse_args()
     # As in production: a cache shared by web and workers (the intake's drain flag lives there).
     os.environ["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
