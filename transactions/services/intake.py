@@ -110,8 +110,9 @@ def _buyer_by_id(livemode: bool, contact_id) -> _Buyer:
                 [Contact._meta.pk.get_db_prep_value(contact_uuid, connection), livemode],
             )
             row = cursor.fetchone()
-    if row is None:
-        contact_get(livemode=livemode, contact_id=contact_id, with_identifiers=False)  # raises its NotFound
+    if row is None:  # contact_get gives the API's NotFound (or finds a contact created meanwhile)
+        contact = contact_get(livemode=livemode, contact_id=contact_id, with_identifiers=False)
+        return _Buyer(contact_id=contact.pk, auto_spend=_wants_auto_spend(contact.pk))
     return _Buyer(contact_id=contact_uuid, auto_spend=row[1] not in (None, WalletPreference.AutoSpend.OFF))
 
 
