@@ -252,9 +252,14 @@ def test_pool_process_killed_mid_task_has_its_task_rejected_back_to_the_queue_an
         worker.wait_until(lambda: "WorkerLostError" in worker.log())
 
     worker.wait_until(lambda: _status(transaction_id) != "queued")
-    [task_id] = set(_task_ids(worker, "received"))
-    assert len(_task_ids(worker, "received")) == 2  # the same message, delivered again after the loss
-    assert _task_ids(worker, "succeeded") == [task_id]
+    received = _task_ids(worker, "received")
+    killed = received[0]
+    assert received.count(killed) == 2  # the same message, delivered again after the loss
+    assert killed in _task_ids(worker, "succeeded")
+    # The redelivered drain may find the purchase still held by the killed process's session
+    # (PostgreSQL notices the lost client only when that session next reads from it): it then
+    # looks again a moment later, which is the only other task.
+    assert len(set(received)) <= 2
     _assert_earned_once(client, contact, "E2E-CHILD", transaction_id)
     assert _events(transaction_id) == ["received", "processed"]
 

@@ -33,14 +33,18 @@ def process_transaction(self, transaction_id: str) -> None:
         processing.transaction_fail(transaction_id=transaction_id, reason=f"{error.__class__.__name__}: {error}")
 
 
+DRAIN_RETRY_SECONDS = 2
+
+
 @shared_task(
     name="transactions.process_queued",
+    bind=True,
     autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=2,
     retry_backoff_max=120,
     max_retries=8,
 )
-def process_queued(flag: str | None = None) -> int:
+def process_queued(self, flag: str | None = None) -> int:
     """Drain the queue of stored purchases (see `processing.queued_drain`). Intake sends this
     task only when none is already waiting (`intake.processing_kick`); the flag is cleared
     before the first read, so a purchase stored from now on either finds it cleared and sends
@@ -48,9 +52,15 @@ def process_queued(flag: str | None = None) -> int:
     if flag:
         intake.drain_flag_clear(flag)
     result = processing.queued_drain(max_seconds=settings.TRANSACTION_DRAIN_SECONDS)
+    # A follow-up goes to the queue this drain came from (a worker may serve another queue).
+    queue = (self.request.delivery_info or {}).get("routing_key") or None
     if result.more:
         # Budget spent: hand over to a new task so other work queued behind this one runs too.
-        process_queued.delay()
+        process_queued.apply_async(queue=queue)
+    elif result.held_elsewhere:
+        # Look again shortly: if the holder was a worker killed mid-purchase, its purchase is
+        # free once its session rolls back, and nobody else may be coming for it.
+        process_queued.apply_async(countdown=DRAIN_RETRY_SECONDS, queue=queue)
     return result.processed
 
 

@@ -182,6 +182,10 @@ class DrainResult:
     processed: int = 0
     failed: int = 0
     more: bool = False  # stopped by the time or count budget with purchases still queued
+    # Nothing left to take, but queued purchases are held by other transactions: a worker
+    # processing them now, or one that was killed and whose database session has not rolled
+    # back yet (its purchase becomes free again a moment later).
+    held_elsewhere: bool = False
 
 
 def _next_queued() -> Transaction | None:
@@ -265,6 +269,7 @@ def queued_drain(*, max_seconds: float = 10.0, max_count: int = 5000) -> DrainRe
             with transaction.atomic():
                 txn = _next_queued()
                 if txn is None:
+                    result.held_elsewhere = Transaction.objects.filter(status=Status.QUEUED).exists()
                     return result
                 _process_locked(txn)
         except (OperationalError, InterfaceError):

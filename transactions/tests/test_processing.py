@@ -580,14 +580,14 @@ def test_the_drain_task_clears_its_flag_and_hands_over_when_its_budget_is_spent(
         transaction_intake(livemode=False, purchase=purchase(f"D-{n}", contact=contact))
     cache.set("drain-flag-under-test", 1)
     handed_over = []
-    monkeypatch.setattr(tasks.process_queued, "delay", lambda **kwargs: handed_over.append(kwargs))
+    monkeypatch.setattr(tasks.process_queued, "apply_async", lambda **kwargs: handed_over.append(kwargs))
     settings.TRANSACTION_DRAIN_SECONDS = 0  # the budget is spent after the first check
 
     assert tasks.process_queued(flag="drain-flag-under-test") == 0
     assert cache.get("drain-flag-under-test") is None
-    assert handed_over == [{}]
+    assert handed_over == [{"queue": None}]
     settings.TRANSACTION_DRAIN_SECONDS = 10
-    assert tasks.process_queued() == 2 and handed_over == [{}]
+    assert tasks.process_queued() == 2 and handed_over == [{"queue": None}]
 
 
 def test_the_drain_reads_a_queued_purchase_as_the_orm_would(contact, rule, gold):
@@ -605,3 +605,39 @@ def test_the_drain_reads_a_queued_purchase_as_the_orm_would(contact, rule, gold)
         assert getattr(taken.contact, field.attname) == getattr(expected.contact, field.attname), field.name
     assert isinstance(taken.response, dict) and taken.contact.attributes == {"segment": "vip"}
     assert taken.tier_id_then == gold.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_that_finds_only_purchases_held_elsewhere_says_so_and_the_task_looks_again(rule, monkeypatch):
+    import threading
+
+    from django.db import connection, transaction
+
+    monkeypatch.setattr("transactions.services.intake.transaction_enqueue", lambda transaction_id: None)
+    contact = ContactFactory(livemode=False)
+    sent, _, _ = transaction_intake(livemode=False, purchase=purchase("D-held", contact=contact))
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another session holds the purchase's row, as a worker mid-purchase does
+        try:
+            with transaction.atomic():
+                list(Transaction.objects.select_for_update().filter(pk=sent.pk))
+                held.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    scheduled = []
+    monkeypatch.setattr(tasks.process_queued, "apply_async", lambda **kwargs: scheduled.append(kwargs))
+    try:
+        result = processing.queued_drain()
+        assert (result.processed, result.held_elsewhere) == (0, True)
+        assert tasks.process_queued() == 0
+        assert scheduled == [{"countdown": tasks.DRAIN_RETRY_SECONDS, "queue": None}]
+    finally:
+        release.set()
+        holder.join(10)
+    assert processing.queued_drain().processed == 1  # free again
