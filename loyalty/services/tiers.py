@@ -7,7 +7,7 @@ from typing import Any
 
 from dateutil.relativedelta import relativedelta
 from django.db import IntegrityError, connection, transaction
-from django.db.models import QuerySet, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from core.exceptions import ValidationError
@@ -21,18 +21,15 @@ from loyalty.services.wallets import program_for
 TIER_FIELDS = ("name", "rank", "threshold", "multiplier", "description", "is_active")
 
 
-def _qualifying(contact_id, program: Program, now: datetime) -> QuerySet[LedgerEntry]:
-    since = now - relativedelta(months=program.tier_window_months)
-    return LedgerEntry.objects.filter(contact_id=contact_id, occurred_at__gt=since, occurred_at__lte=now)
-
-
 def _qualifying_column(program: Program) -> str:
     return "qualifying_points" if program.tier_basis == Program.TierBasis.POINTS else "qualifying_spend"
 
 
 def qualifying_value(*, contact: Contact, program: Program, now: datetime) -> int:
     """Points earned (or money spent, in minor units) within the program's rolling window."""
-    total = _qualifying(contact.pk, program, now).aggregate(total=Sum(_qualifying_column(program)))["total"]
+    since = now - relativedelta(months=program.tier_window_months)
+    entries = LedgerEntry.objects.filter(contact=contact, occurred_at__gt=since, occurred_at__lte=now)
+    total = entries.aggregate(total=Sum(_qualifying_column(program)))["total"]
     return total or 0
 
 

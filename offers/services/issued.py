@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from core.exceptions import Conflict, NotFound, ValidationError
 from core.messages import message_render
+from core.rows import model_from_row
 from core.services import outbox_emit, outbox_emitted, outbox_insert_sql
 from loyalty.models import Contact
 from offers.exceptions import OfferLimitReached, OfferLocked, OfferNotApplicable, OfferNotAvailable
@@ -207,20 +208,10 @@ def _locked_row_in_one_statement(issued_offer_id: uuid.UUID, livemode: bool | No
         row = cursor.fetchone()
     if row is None:
         raise IssuedOffer.DoesNotExist(f"No issued offer {issued_offer_id}.")
-    issued = _model_from_row(IssuedOffer, _ISSUED_FIELDS, row[: len(_ISSUED_FIELDS)])
-    issued.offer = _model_from_row(Offer, _OFFER_FIELDS, row[len(_ISSUED_FIELDS) : -1])
+    issued = model_from_row(IssuedOffer, _ISSUED_FIELDS, row[: len(_ISSUED_FIELDS)])
+    issued.offer = model_from_row(Offer, _OFFER_FIELDS, row[len(_ISSUED_FIELDS) : -1])
     issued.used_by_contact = row[-1] or 0
     return issued
-
-
-def _model_from_row(model, fields, values):
-    """A model instance from its columns as a cursor returns them, converted as the ORM would
-    (JSON columns come back as text)."""
-    values = [
-        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
-        for field, value in zip(fields, values, strict=True)
-    ]
-    return model.from_db(connection.alias, [field.attname for field in fields], values)
 
 
 def _locked_row_portable(issued_offer_id, livemode: bool | None) -> IssuedOffer:

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db import InterfaceError, OperationalError, connection, models, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from catalogue.models import line_matches_restrictions
 from core.baskets import BasketLine
+from core.rows import model_from_row
 from core.services import outbox_emit, outbox_emitted, outbox_insert_sql
 from loyalty.models import Contact, LedgerEntry, Tier, TierHistory
 from loyalty.selectors.wallets import earning_rules_in_force
@@ -204,17 +205,6 @@ def _next_queued() -> Transaction | None:
     )
 
 
-def _from_row(model, fields: list, values) -> models.Model:
-    """A model instance from a plain row, with the conversions the ORM would apply (JSON)."""
-    converted = [
-        column.from_db_value(value, None, connection)
-        if value is not None and hasattr(column, "from_db_value")
-        else value
-        for column, value in zip(fields, values, strict=True)
-    ]
-    return model.from_db(connection.alias, [column.attname for column in fields], converted)
-
-
 _TXN_FIELDS = list(Transaction._meta.concrete_fields)
 _CONTACT_FIELDS = list(Contact._meta.concrete_fields)
 # Read at every purchase a worker takes: the ORM spends longer building this query (a join, a
@@ -241,9 +231,9 @@ def _next_queued_in_plain_sql() -> Transaction | None:
     if row is None:
         return None
     split = len(_TXN_FIELDS)
-    txn = _from_row(Transaction, _TXN_FIELDS, row[:split])
+    txn = model_from_row(Transaction, _TXN_FIELDS, row[:split])
     if txn.contact_id is not None:
-        txn.contact = _from_row(Contact, _CONTACT_FIELDS, row[split:-1])
+        txn.contact = model_from_row(Contact, _CONTACT_FIELDS, row[split:-1])
     txn.tier_id_then = row[-1]
     return txn
 
