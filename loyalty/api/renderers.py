@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rest_framework.renderers import JSONRenderer
+from core.api.renderers import FastJSONRenderer
 
 
 class RenderedJSON:
@@ -17,8 +17,8 @@ class RenderedJSON:
         self.data = data
 
 
-class RenderedJSONRenderer(JSONRenderer):
-    """JSONRenderer, except that a RenderedJSON body is sent as it is."""
+class RenderedJSONRenderer(FastJSONRenderer):
+    """The API's renderer, except that a RenderedJSON body is sent as it is."""
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
         if isinstance(data, RenderedJSON):

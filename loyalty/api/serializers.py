@@ -1,7 +1,7 @@
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 from django.core.validators import MaxLengthValidator, ProhibitNullCharactersValidator
@@ -14,6 +14,7 @@ from rest_framework.fields import _UnvalidatedField
 from rest_framework.settings import api_settings
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
+from core.api.formatting import api_datetime
 from core.api.serializers import MATCH_KEY_TYPES, StrictCharField, StrictSerializer
 from core.money import format_minor
 from loyalty.models import Account, Contact, ContactChange, ContactExternalId, EarningRule, LedgerEntry, Tier
@@ -110,12 +111,6 @@ class ContactChangePageSerializer(serializers.Serializer):
     has_more = serializers.BooleanField(help_text="False: caught up for now; poll again later with next_cursor.")
 
 
-def _api_datetime(value: datetime, zone: tzinfo) -> str:
-    # What DRF's DateTimeField writes: ISO 8601 in the current time zone, UTC as `Z`.
-    text = value.astimezone(zone).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
 def contact_feed_representation(contact: FeedContact, zone: tzinfo | None = None) -> dict[str, Any]:
     """ContactSerializer's very output (the same keys in the same order, the same formats) from
     the feed selector's plain values: a ModelSerializer costs more per contact than the page's
@@ -134,8 +129,8 @@ def contact_feed_representation(contact: FeedContact, zone: tzinfo | None = None
         "external_ids": [{"source": source, "id": value} for source, value in contact.external_ids],
         "consents": {"email": contact.email_consent, "sms": contact.sms_consent},
         "attributes": contact.attributes,
-        "created_at": _api_datetime(contact.created_at, zone),
-        "updated_at": _api_datetime(contact.updated_at, zone),
+        "created_at": api_datetime(contact.created_at, zone),
+        "updated_at": api_datetime(contact.updated_at, zone),
     }
 
 
@@ -156,7 +151,7 @@ def contact_change_page_data(page: ContactChangePage) -> dict[str, Any]:
                 "change_id": change.id,
                 "kind": change.kind,
                 "contact": representation,
-                "changed_at": _api_datetime(change.created_at, zone),
+                "changed_at": api_datetime(change.created_at, zone),
             }
         )
     return {"results": results, "next_cursor": page.next_cursor, "has_more": page.has_more}
@@ -183,7 +178,7 @@ def contact_change_page_json(page: ContactChangePage) -> bytes:
             contact = encode({"id": change.contact_id})
         items.append(
             f'{{"change_id":{change.id},"kind":{encode(change.kind)},"contact":{contact},'
-            f'"changed_at":{encode(_api_datetime(change.created_at, zone))}}}'
+            f'"changed_at":{encode(api_datetime(change.created_at, zone))}}}'
         )
     text = (
         f'{{"results":[{",".join(items)}],"next_cursor":{encode(page.next_cursor)},'

@@ -3,10 +3,13 @@ functions that write responses."""
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from functools import lru_cache
 
+from django.utils import timezone
 from rest_framework import serializers
 
+from core.api.formatting import api_datetime
 from core.api.serializers import ContactReferenceSerializer, StrictCharField, StrictSerializer
 from core.money import format_minor
 from offers.models import IssuedOffer, Offer
@@ -201,20 +204,23 @@ def _definition_summary(definition: OfferDefinition) -> dict:
     return offer_summary(definition)
 
 
-def issued_offer_data(issued: IssuedOffer | WalletOffer) -> dict:
+def issued_offer_data(issued: IssuedOffer | WalletOffer, zone: tzinfo | None = None) -> dict:
+    """An issued offer as the API writes it; `zone`, the current time zone, is passed by callers
+    that write many (looking it up costs more than writing a time)."""
     offer = issued.offer
+    zone = zone or timezone.get_current_timezone()
     return {
         "id": str(issued.pk),
         "livemode": issued.livemode,
         "contact_id": str(issued.contact_id),
         "offer": dict(_definition_summary(offer)) if isinstance(offer, OfferDefinition) else offer_summary(offer),
         "status": issued.status,
-        "issued_at": _datetime(issued.issued_at),
-        "expires_at": _datetime(issued.expires_at),
+        "issued_at": api_datetime(issued.issued_at, zone),
+        "expires_at": api_datetime(issued.expires_at, zone),
         "locked_transaction_id": issued.locked_transaction_id or None,
-        "locked_until": _datetime(issued.locked_until),
+        "locked_until": api_datetime(issued.locked_until, zone),
         "redeemed_transaction_id": issued.redeemed_transaction_id or None,
-        "redeemed_at": _datetime(issued.redeemed_at),
+        "redeemed_at": api_datetime(issued.redeemed_at, zone),
         "external_reference": issued.external_reference,
     }
 

@@ -1,6 +1,7 @@
 import uuid
 from contextlib import contextmanager
 
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -91,7 +92,8 @@ class ContactOffersView(OffersApiView):
     @extend_schema(summary="A contact's issued, unexpired offers", responses={200: OpenApiTypes.OBJECT}, tags=TAGS)
     def get(self, request, pk):
         contact = contact_get(livemode=self.livemode, contact_id=pk, with_identifiers=False)
-        return Response({"results": [issued_offer_data(i) for i in selectors.issued_offers_of(contact=contact)]})
+        zone = timezone.get_current_timezone()
+        return Response({"results": [issued_offer_data(i, zone) for i in selectors.issued_offers_of(contact=contact)]})
 
 
 class LookupView(OffersApiView):
@@ -119,11 +121,12 @@ class LookupView(OffersApiView):
             wallet=wallet, context=context, transaction_id=data.get("transaction_id")
         )
         offers = []
+        zone = timezone.get_current_timezone()
         for result in results:
             if not result.applicable and not data["explain"]:
                 continue
             entry = {
-                "issued_offer": issued_offer_data(result.issued),
+                "issued_offer": issued_offer_data(result.issued, zone),
                 "applicable": result.applicable,
                 **evaluation_data(result.evaluation if result.applicable else None, currency),
             }

@@ -34,7 +34,7 @@ from loyalty.services.wallets import points_earn, program_for
 from offers.selectors import offer_specs
 from offers.services.engine import BasketContext, evaluate, qualifying_line_indexes
 from transactions.models import Transaction, TransactionEvent, TransactionItem
-from transactions.selectors import item_lines
+from transactions.selectors import item_lines, purchase_item_rows
 from transactions.services.intake import transaction_enqueue
 from transactions.services.products import lines_classified_and_learned
 
@@ -279,11 +279,7 @@ def _process_locked(txn: Transaction) -> None:
     """Process a queued purchase whose row the caller holds locked."""
     txn.attempts += 1
     # Rows, not model instances: a 1,000-line purchase would spend milliseconds building them.
-    items = list(
-        txn.items.order_by("line_number").values_list(
-            "id", "sku", "family", "brand", "quantity", "amount", "discount_allocated", named=True
-        )
-    )
+    items = purchase_item_rows(txn.pk)
     lines = item_lines(items)
     # Every purchase teaches the catalogue its SKUs, with or without a contact; and rule
     # exclusions and offer restrictions name families and brands the till may not send.
