@@ -24,5 +24,7 @@ def redis_client():
 
 
 def redis_key(key: str) -> str:
-    """`key` as the default cache names it (prefix and version), for use with redis_client()."""
-    return caches[DEFAULT_CACHE_ALIAS].make_and_validate_key(key)
+    """`key` as the default cache names it (prefix and version), for use with redis_client().
+    Not validated as memcached would want (a walk over every character): the callers' keys
+    are short ASCII without spaces."""
+    return caches[DEFAULT_CACHE_ALIAS].make_key(key)

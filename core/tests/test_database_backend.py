@@ -104,3 +104,13 @@ def test_a_dead_connection_inside_the_window_fails_one_query_and_is_then_replace
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != old_pid
+
+
+def test_a_statement_run_again_and_again_is_prepared_once():
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        for n in range(6):
+            cursor.execute("SELECT count(*) FROM core_apikey WHERE prefix = %s", [f"p{n}"])
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("core_apikey WHERE prefix = $1" in statement for statement in prepared)

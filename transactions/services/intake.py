@@ -18,7 +18,6 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models.constants import OnConflict
-from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from core.baskets import BasketLine
@@ -171,6 +170,14 @@ def _wants_auto_spend(contact_id) -> bool:
 
 
 _INSERT_FIELDS = [field for field in Transaction._meta.concrete_fields]
+_INSERT_COLUMNS = ", ".join('"' + field.column + '"' for field in _INSERT_FIELDS)
+_INSERT_IF_NEW_SQL = (
+    f"WITH stored AS (INSERT INTO {Transaction._meta.db_table} ({_INSERT_COLUMNS}) "
+    f"VALUES ({', '.join(['%s'] * len(_INSERT_FIELDS))}) ON CONFLICT DO NOTHING RETURNING id), "
+    f"history AS (INSERT INTO {TransactionEvent._meta.db_table} (transaction_id, kind, detail, created_at) "
+    "SELECT id, 'received', %s, %s FROM stored) "
+    "SELECT count(*) FROM stored"
+)
 
 
 def _insert_if_new(txn: Transaction, received: str) -> bool:
@@ -188,19 +195,10 @@ def _insert_if_new(txn: Transaction, received: str) -> bool:
         txn._state.adding = False
         txn._state.db = connection.alias
         return True
-    query = InsertQuery(Transaction, on_conflict=OnConflict.IGNORE)
-    query.insert_values(_INSERT_FIELDS, [txn])
-    compiler = query.get_compiler(using=connection.alias)
-    compiler.returning_fields = [Transaction._meta.pk]
-    [(insert_sql, params)] = compiler.as_sql()
+    # The values as the ORM's insert would send them; the statement is written once.
+    params = [field.get_db_prep_save(field.pre_save(txn, True), connection) for field in _INSERT_FIELDS]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH stored AS ({insert_sql}), history AS ("
-            f"INSERT INTO {TransactionEvent._meta.db_table} (transaction_id, kind, detail, created_at) "
-            "SELECT id, 'received', %s, %s FROM stored) "
-            "SELECT count(*) FROM stored",
-            [*params, received, timezone.now()],
-        )
+        cursor.execute(_INSERT_IF_NEW_SQL, [*params, received, timezone.now()])
         stored = cursor.fetchone()[0]
     if not stored:  # the insert did nothing
         return False
@@ -397,15 +395,16 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
         )
         _insert_items(txn, purchase.lines, allocated)
         redeemed = _check_finalize(livemode, purchase, buyer.contact_id, lock=True)
-        TransactionDiscount.objects.bulk_create(
-            TransactionDiscount(
-                transaction=txn,
-                amount=discount["amount"],
-                issued_offer_id=discount.get("issued_offer_id"),
-                description=discount.get("description", ""),
+        if purchase.discounts:
+            TransactionDiscount.objects.bulk_create(
+                TransactionDiscount(
+                    transaction=txn,
+                    amount=discount["amount"],
+                    issued_offer_id=discount.get("issued_offer_id"),
+                    description=discount.get("description", ""),
+                )
+                for discount in purchase.discounts
             )
-            for discount in purchase.discounts
-        )
         for issued_offer in redeemed:
             issued_offer_redeem(
                 issued_offer_id=issued_offer.pk,
