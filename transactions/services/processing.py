@@ -34,7 +34,7 @@ from loyalty.services.wallets import points_earn, program_for
 from offers.selectors import offer_specs
 from offers.services.engine import BasketContext, evaluate, qualifying_line_indexes
 from transactions.models import Transaction, TransactionEvent, TransactionItem
-from transactions.selectors import item_lines, purchase_item_rows
+from transactions.selectors import item_lines, purchase_items
 from transactions.services.intake import transaction_enqueue
 from transactions.services.products import lines_classified_and_learned
 
@@ -143,26 +143,14 @@ def _offer_points(txn: Transaction, lines: list[BasketLine], base_by_line: list[
     return extra, per_line
 
 
-def _store_line_points(item_ids: list[int], points: list[int]) -> None:
-    """What each line earned (returns reverse by it). One UPDATE … FROM unnest(arrays) on
-    PostgreSQL: two parameters whatever the number of lines (a VALUES list of 1,000 pairs costs
-    more to build and send than to run); Django's bulk_update builds a CASE per row."""
-    changed = [(item_id, earned) for item_id, earned in zip(item_ids, points, strict=True) if earned]
-    if not changed:
-        return
-    if connection.vendor != "postgresql":
-        TransactionItem.objects.bulk_update(
-            [TransactionItem(pk=item_id, points_earned=earned) for item_id, earned in changed],
-            ["points_earned"],
-            batch_size=500,
-        )
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {TransactionItem._meta.db_table} AS item SET points_earned = line.points "
-            "FROM unnest(%s::bigint[], %s::bigint[]) AS line (id, points) WHERE item.id = line.id",
-            [[item_id for item_id, _ in changed], [earned for _, earned in changed]],
-        )
+def _store_line_points(changed: list[tuple[int, int]]) -> None:
+    """What each line earned (returns reverse by it), where PostgreSQL does not write it with
+    the purchase's status (_mark_processed). Django's bulk_update builds a CASE per row."""
+    TransactionItem.objects.bulk_update(
+        [TransactionItem(pk=item_id, points_earned=earned) for item_id, earned in changed],
+        ["points_earned"],
+        batch_size=500,
+    )
 
 
 def transaction_process(*, transaction_id) -> Transaction:
@@ -279,11 +267,11 @@ def _process_locked(txn: Transaction) -> None:
     """Process a queued purchase whose row the caller holds locked."""
     txn.attempts += 1
     # Rows, not model instances: a 1,000-line purchase would spend milliseconds building them.
-    items = purchase_item_rows(txn.pk)
+    items, catalogue = purchase_items(livemode=txn.livemode, transaction_id=txn.pk)
     lines = item_lines(items)
     # Every purchase teaches the catalogue its SKUs, with or without a contact; and rule
     # exclusions and offer restrictions name families and brands the till may not send.
-    lines = lines_classified_and_learned(livemode=txn.livemode, lines=lines)
+    lines = lines_classified_and_learned(livemode=txn.livemode, lines=lines, known=catalogue)
     if txn.contact is None:
         txn.status = Status.UNMATCHED if txn.match_key else Status.ANONYMOUS
         txn.save(update_fields=["status", "attempts"])
@@ -298,7 +286,7 @@ def _process_locked(txn: Transaction) -> None:
     offer_points, offer_by_line = _offer_points(txn, lines, base_by_line)
     total = earning.points + offer_points
     per_line = [base + extra for base, extra in zip(base_by_line, offer_by_line, strict=True)]
-    _store_line_points([item.id for item in items], per_line)
+    line_points = [(item.id, earned) for item, earned in zip(items, per_line, strict=True) if earned]
     program = program_for(livemode=txn.livemode)
     qualifying_spend = txn.net_amount if txn.currency == program.currency else 0
     if total > 0:
@@ -326,6 +314,7 @@ def _process_locked(txn: Transaction) -> None:
     txn.failure_reason = ""
     _mark_processed(
         txn,
+        line_points,
         f"{total} points ({earning.points} base, {offer_points} from offers)",
         {
             "id": txn.external_id,
@@ -337,10 +326,14 @@ def _process_locked(txn: Transaction) -> None:
     )
 
 
-def _mark_processed(txn: Transaction, detail: str, payload: dict) -> None:
-    """The purchase's new status, its history row and its `transaction.processed` event in one
-    statement on PostgreSQL (two round trips fewer for every purchase)."""
+def _mark_processed(txn: Transaction, line_points: list[tuple[int, int]], detail: str, payload: dict) -> None:
+    """What each line earned, the purchase's new status, its history row and its
+    `transaction.processed` event: one statement on PostgreSQL (three round trips fewer for
+    every purchase). The lines' points go as two arrays, whatever the number of lines (a
+    VALUES list of 1,000 pairs costs more to build and send than to run)."""
     if connection.vendor != "postgresql":  # no UPDATE inside WITH
+        if line_points:
+            _store_line_points(line_points)
         Transaction.objects.filter(pk=txn.pk).update(
             status=txn.status,
             points_earned=txn.points_earned,
@@ -356,11 +349,15 @@ def _mark_processed(txn: Transaction, detail: str, payload: dict) -> None:
     )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH done AS (UPDATE {Transaction._meta.db_table} SET status = %s, points_earned = %s, "
+            f"WITH lines AS (UPDATE {TransactionItem._meta.db_table} AS item SET points_earned = line.points "
+            "FROM unnest(%s::bigint[], %s::bigint[]) AS line (id, points) WHERE item.id = line.id), "
+            f"done AS (UPDATE {Transaction._meta.db_table} SET status = %s, points_earned = %s, "
             "processed_at = %s, attempts = %s, failure_reason = '' WHERE id = %s RETURNING id), "
             f"history AS (INSERT INTO {TransactionEvent._meta.db_table} (transaction_id, kind, detail, created_at) "
             f"SELECT id, 'processed', %s, %s FROM done) {event_sql}",
             [
+                [item_id for item_id, _ in line_points],
+                [earned for _, earned in line_points],
                 txn.status,
                 txn.points_earned,
                 txn.processed_at,

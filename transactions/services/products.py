@@ -117,12 +117,16 @@ def product_sync_run(*, sync_id) -> ProductSync:
     return sync
 
 
-def lines_classified_and_learned(*, livemode: bool, lines: list[BasketLine]) -> list[BasketLine]:
+def lines_classified_and_learned(
+    *, livemode: bool, lines: list[BasketLine], known: dict[str, tuple[str | None, str | None]] | None = None
+) -> list[BasketLine]:
     """The lines with family and brand filled from the catalogue where the till left them out;
     SKUs the catalogue does not know yet join it (with the family/brand the line gave). One
-    query when every SKU is known."""
-    wanted = {line.sku for line in lines}
-    known = {sku: (family, brand) for sku, family, brand in product_classifications(livemode=livemode, skus=wanted)}
+    query when every SKU is known, none when the caller read `known` (sku → family and brand
+    codes of the SKUs the catalogue has) already."""
+    if known is None:
+        wanted = {line.sku for line in lines}
+        known = {sku: (family, brand) for sku, family, brand in product_classifications(livemode=livemode, skus=wanted)}
     unknown = {line.sku: line for line in lines if line.sku not in known}
     if unknown:
         families = _codes(ProductFamily, livemode, {line.family for line in unknown.values() if line.family})
