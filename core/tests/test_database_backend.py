@@ -1,15 +1,24 @@
 """core.postgresql: the health check's SELECT 1 is skipped only for a connection a request
-released cleanly moments ago; an idle or failed connection is checked, and a dead one replaced."""
+released cleanly moments ago; an idle or failed connection is checked, and a dead one replaced.
+Timestamps are read by psycopg's C loader, in UTC, as Django's own loader gives them."""
 
 from __future__ import annotations
 
+import datetime
 import time
+import zoneinfo
 
 import psycopg
 import pytest
 from django.db import OperationalError, connection, connections
+from psycopg import adapters
+from psycopg.pq import Format
 
-from core.postgresql.base import DatabaseWrapper
+from core.models import ApiKey
+from core.postgresql.base import DatabaseWrapper, UtcTimestamptzLoader
+from core.services import api_key_create
+
+TIMESTAMPTZ = adapters.types["timestamptz"].oid
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -114,3 +123,37 @@ def test_a_statement_run_again_and_again_is_prepared_once():
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
     assert any("core_apikey WHERE prefix = $1" in statement for statement in prepared)
+
+
+def test_timestamps_are_read_in_utc_by_the_compiled_loader():
+    with connection.cursor() as cursor:
+        assert cursor.cursor.adapters.get_loader(TIMESTAMPTZ, Format.TEXT) is UtcTimestamptzLoader
+        cursor.execute(
+            "SELECT '2026-01-01 12:00:00.123456+05:30'::timestamptz, NULL::timestamptz, "
+            "'1999-12-31 23:59:59-08'::timestamptz"
+        )
+        india, missing, pacific = cursor.fetchone()
+    assert india == datetime.datetime(2026, 1, 1, 6, 30, 0, 123456, tzinfo=datetime.UTC)
+    assert india.tzinfo is datetime.UTC  # what Django's loader gives (replace(tzinfo=UTC))
+    assert missing is None
+    assert pacific == datetime.datetime(2000, 1, 1, 7, 59, 59, tzinfo=datetime.UTC)
+    loader = UtcTimestamptzLoader(TIMESTAMPTZ, connection.connection)
+    compiled = type(loader.load.__self__)  # psycopg's own loader, from its C module
+    assert compiled is adapters.get_loader(TIMESTAMPTZ, Format.TEXT)
+    assert not compiled.__module__.startswith("psycopg.")
+
+
+def test_a_model_datetime_round_trips_through_the_compiled_loader():
+    paris = datetime.datetime(2026, 3, 29, 3, 30, 15, 999999, tzinfo=zoneinfo.ZoneInfo("Europe/Paris"))
+    key, _ = api_key_create(name="tz", livemode=False)
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=paris)
+    stored = ApiKey.objects.get(pk=key.pk).last_used_at
+    assert stored == paris
+    assert stored.tzinfo is datetime.UTC
+
+
+def test_a_connection_in_another_time_zone_keeps_djangos_loader():
+    wrapper = DatabaseWrapper({**connection.settings_dict, "TIME_ZONE": "Europe/Paris"}, alias="paris")
+    loader = wrapper.get_connection_params()["context"].get_loader(TIMESTAMPTZ, Format.TEXT)
+    assert loader is not UtcTimestamptzLoader
+    assert loader.timezone == zoneinfo.ZoneInfo("Europe/Paris")
