@@ -10,10 +10,10 @@ then sees the error and replaces the connection (`close_if_unusable_or_obsolete`
 
 Timestamps are read by psycopg's C loader. Django registers its own `timestamptz` loader, a
 Python subclass of psycopg's pure-Python one, only to put its time zone on each value: 6.7 µs
-a value against 0.5 µs, and a wallet of 50 offers, a change-feed page or a purchase being
-processed reads hundreds of them. With USE_TZ and the connection in UTC (Django's default),
-the C loader already answers in UTC, so it is registered instead, carrying the attribute
-Django checks before registering its own loader on every cursor.
+a value against 0.5 µs (processing a purchase spent 0.5 ms of its 3.6 ms of Python on them).
+With USE_TZ and the connection in UTC (Django's default), the C loader already answers in UTC,
+so it is registered instead, carrying the attribute Django checks before registering its own
+loader on every cursor.
 """
 
 from __future__ import annotations
