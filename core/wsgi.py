@@ -2,7 +2,8 @@
 only in their middleware.
 
 An API request is authenticated by its key and answered in JSON: sessions, CSRF, the user
-middleware, messages and the clickjacking header serve the admin and the docs, not it. Their
+middleware, messages and the clickjacking header serve the admin, not it (nor the schema and
+its Swagger page, also under /api/, which read no session and take no form). Their
 chain cost about 6% of a lock or redeem call's CPU (instructions counted under callgrind). So a
 request under /api/ runs only the middleware it needs (security headers, the API error
 contract) in the order settings.MIDDLEWARE gives them; everything else runs the full chain.

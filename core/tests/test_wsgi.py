@@ -87,6 +87,16 @@ def test_a_bad_key_is_refused_in_the_contract_shape():
     assert json.loads(content)["error"] == "AUTHENTICATION_FAILED"
 
 
+def test_the_schema_and_its_swagger_page_are_served_under_the_api_prefix():
+    status, headers, content = call("GET", "/api/schema/")
+    assert status == 200
+    assert b"/api/v1/offers/lookup" in content
+    status, headers, content = call("GET", "/api/docs/")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/html")
+    assert b"swagger" in content.lower()
+
+
 def test_admin_pages_keep_sessions_csrf_and_the_frame_header():
     status, headers, _ = call("GET", "/admin/login/")
     assert status == 200
