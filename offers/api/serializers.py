@@ -228,23 +228,19 @@ def issued_offer_data(issued: IssuedOffer | WalletOffer, zone: tzinfo | None = N
 def evaluation_data(evaluation, currency: str | None) -> dict:
     if evaluation is None:
         return {"discount": None, "line_discounts": [], "bonus_points": 0, "points_multiplier": None}
+    line_discounts = evaluation.line_discounts
     if currency:
-        # A 1,000-line basket gives thousands of line amounts, most of them alike: format each once.
-        formatted: dict[int, str] = {}
-
-        def money(amount: int) -> str:
-            text = formatted.get(amount)
-            if text is None:
-                text = formatted[amount] = format_minor(amount, currency)
-            return text
+        # A 1,000-line basket gives thousands of line amounts, most of them alike: each distinct
+        # amount is formatted once, and the lines only look their text up.
+        texts = {amount: format_minor(amount, currency) for amount in {amount for _, amount in line_discounts}}
+        discount = format_minor(evaluation.discount, currency)
+        lines = [{"line": index, "amount": texts[amount]} for index, amount in line_discounts]
     else:
-
-        def money(amount: int) -> int:
-            return amount
-
+        discount = evaluation.discount
+        lines = [{"line": index, "amount": amount} for index, amount in line_discounts]
     return {
-        "discount": money(evaluation.discount),
-        "line_discounts": [{"line": index, "amount": money(amount)} for index, amount in evaluation.line_discounts],
+        "discount": discount,
+        "line_discounts": lines,
         "bonus_points": evaluation.bonus_points,
         "points_multiplier": str(evaluation.points_multiplier) if evaluation.points_multiplier else None,
     }

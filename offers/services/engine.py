@@ -254,12 +254,13 @@ def _money_discount(offer: OfferSpec, context: BasketContext, base: int) -> int:
 def _unit_savings(offer: OfferSpec, context: BasketContext, targets, target_amounts) -> list[int]:
     """What each target line saves when each of its units costs the fixed price."""
     price = _round(offer.benefit_value * Decimal(10) ** _exponent(context.currency))
-    return [max(0, amount - _units_cost(context, i, price)) for i, amount in zip(targets, target_amounts, strict=True)]
-
-
-def _units_cost(context: BasketContext, line: int, price: int) -> int:
-    whole = context.whole_quantities[line]
-    return whole * price if whole is not None else _round(context.lines[line].quantity * price)
+    whole_quantities, lines = context.whole_quantities, context.lines
+    savings = []
+    for line, amount in zip(targets, target_amounts, strict=True):
+        whole = whole_quantities[line]
+        cost = whole * price if whole is not None else _round(lines[line].quantity * price)
+        savings.append(amount - cost if amount > cost else 0)
+    return savings
 
 
 def _cheapest_unit_line(context: BasketContext, indexes: Sequence[int]) -> int | None:
