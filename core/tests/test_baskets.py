@@ -1,6 +1,7 @@
 """The fast basket parser: valid lines, money with each currency's decimals, and errors that name
 the exact field in the contract's shape."""
 
+import dataclasses
 from decimal import Decimal
 
 import pytest
@@ -219,3 +220,22 @@ def test_classification_fills_only_what_the_line_does_not_say():
     classified = with_classification(lines, [{"family": "catalogue", "brand": "acme"}, {}])
 
     assert [(line.family, line.brand) for line in classified] == [("given", "acme"), (None, None)]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ("A", 250),
+        ("B", 999, Decimal("1.5"), 666, "wine", "acme", 12),
+        ("C", 0, Decimal(0), None, None, "acme", 0),
+    ],
+)
+def test_the_fast_constructor_builds_the_same_frozen_line(values):
+    fast, plain = BasketLine.of(*values), BasketLine(*values)
+    assert fast == plain
+    assert hash(fast) == hash(plain)
+    assert repr(fast) == repr(plain)
+    assert dataclasses.asdict(fast) == dataclasses.asdict(plain)
+    assert dataclasses.replace(fast, brand="other").brand == "other"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.amount = 1
