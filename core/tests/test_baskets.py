@@ -232,6 +232,8 @@ def test_classification_fills_only_what_the_line_does_not_say():
 )
 def test_the_fast_constructor_builds_the_same_frozen_line(values):
     fast, plain = BasketLine.of(*values), BasketLine(*values)
+    # `of` lists the fields again: a field added to the class and not to it fails here.
+    assert set(vars(fast)) == {field.name for field in dataclasses.fields(BasketLine)}
     assert fast == plain
     assert hash(fast) == hash(plain)
     assert repr(fast) == repr(plain)
