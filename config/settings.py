@@ -218,6 +218,12 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes every database connection before and after each task unless
+# this is set, and then only every this many tasks: a new PostgreSQL session per task (a drain,
+# a webhook dispatch) cost a backend start and, every time, statements parsed and planned anew
+# (a statement is prepared on its fifth run on a connection). config.celery handles connections
+# around tasks the way Django does around requests instead (CONN_MAX_AGE, health checks).
+CELERY_DB_REUSE_MAX = 2**62
 # A message taken by a worker that dies without acknowledging it is delivered again after this
 # many seconds (Redis). Must exceed the longest task; tests lower it to see a redelivery quickly.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}

@@ -44,13 +44,16 @@ DRAIN_RETRY_SECONDS = 2
     retry_backoff_max=120,
     max_retries=8,
 )
-def process_queued(self, flag: str | None = None) -> int:
+def process_queued(self, flag: str | None = None, retry_claim: str | None = None) -> int:
     """Drain the queue of stored purchases (see `processing.queued_drain`). Intake sends this
     task only when none is already waiting (`intake.processing_kick`); the flag is cleared
     before the first read, so a purchase stored from now on either finds it cleared and sends
-    another drain, or is seen by this one."""
+    another drain, or is seen by this one. `retry_claim`: this is the one look-again task
+    (see below); it clears its claim first, so that it may send the next one."""
     if flag:
         intake.drain_flag_clear(flag)
+    if retry_claim:
+        intake.drain_flag_clear(retry_claim)
     result = processing.queued_drain(max_seconds=settings.TRANSACTION_DRAIN_SECONDS)
     # A follow-up goes to the queue this drain came from (a worker may serve another queue).
     queue = (self.request.delivery_info or {}).get("routing_key") or None
@@ -59,8 +62,12 @@ def process_queued(self, flag: str | None = None) -> int:
         process_queued.apply_async(queue=queue)
     elif result.held_elsewhere:
         # Look again shortly: if the holder was a worker killed mid-purchase, its purchase is
-        # free once its session rolls back, and nobody else may be coming for it.
-        process_queued.apply_async(countdown=DRAIN_RETRY_SECONDS, queue=queue)
+        # free once its session rolls back, and nobody else may be coming for it. Usually the
+        # holder is another worker busy with it: one look-again task waiting is enough.
+        claim = intake.drain_retry_claim(queue, DRAIN_RETRY_SECONDS)
+        if claim is not False:
+            kwargs = {"retry_claim": claim} if claim else {}
+            process_queued.apply_async(countdown=DRAIN_RETRY_SECONDS, queue=queue, kwargs=kwargs)
     return result.processed
 
 

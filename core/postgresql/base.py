@@ -89,7 +89,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
         super().close_if_health_check_failed()
 
 
-def _mark_released(**kwargs) -> None:
+def connections_mark_released(**kwargs) -> None:
+    """Mark this thread's open connections released (after a request, or a Celery task)."""
     for connection in connections.all(initialized_only=True):
         if isinstance(connection, DatabaseWrapper):
             connection.mark_released()
@@ -97,4 +98,4 @@ def _mark_released(**kwargs) -> None:
 
 # After Django's own request_finished handler (close_old_connections), which closes what is
 # unusable or too old: what is still open here finished its request cleanly.
-request_finished.connect(_mark_released, dispatch_uid="postgresql-mark-released")
+request_finished.connect(connections_mark_released, dispatch_uid="postgresql-mark-released")

@@ -4,6 +4,7 @@ anonymous and unmatched purchases, failures, the sweeper."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
@@ -14,6 +15,7 @@ from django.utils import timezone
 
 from catalogue.models import Product
 from catalogue.tests.factories import BrandFactory, ProductFactory, ProductFamilyFactory
+from core.cache import redis_key
 from core.models import OutboxEvent
 from loyalty.models import ContactTier, EarningRuleExclusion, LedgerEntry, Lot, Tier, TierHistory
 from loyalty.services.contacts import contact_create, contact_update
@@ -21,7 +23,7 @@ from loyalty.tests.factories import ContactFactory
 from offers.models import IssuedOffer
 from transactions import tasks
 from transactions.models import Transaction
-from transactions.services import processing
+from transactions.services import intake, processing
 from transactions.services.intake import transaction_intake
 from transactions.services.processing import (
     queued_sweep,
@@ -636,8 +638,42 @@ def test_a_drain_that_finds_only_purchases_held_elsewhere_says_so_and_the_task_l
         result = processing.queued_drain()
         assert (result.processed, result.held_elsewhere) == (0, True)
         assert tasks.process_queued() == 0
-        assert scheduled == [{"countdown": tasks.DRAIN_RETRY_SECONDS, "queue": None}]
+        assert scheduled == [{"countdown": tasks.DRAIN_RETRY_SECONDS, "queue": None, "kwargs": {}}]
+        # Workers sharing Redis: the look-again carries its claim; none is sent while one waits.
+        monkeypatch.setattr(intake, "drain_retry_claim", lambda queue, seconds: "claim-key")
+        tasks.process_queued()
+        assert scheduled[-1] == {
+            "countdown": tasks.DRAIN_RETRY_SECONDS,
+            "queue": None,
+            "kwargs": {"retry_claim": "claim-key"},
+        }
+        monkeypatch.setattr(intake, "drain_retry_claim", lambda queue, seconds: False)
+        tasks.process_queued()
+        assert len(scheduled) == 2
     finally:
         release.set()
         holder.join(10)
     assert processing.queued_drain().processed == 1  # free again
+
+
+@pytest.mark.django_db
+def test_one_look_again_task_waits_at_a_time_per_queue(monkeypatch):
+    """With Redis shared by web and workers, the first drain to find only purchases held by
+    other sessions claims the look-again; later ones send nothing until the look-again task
+    starts and clears the claim."""
+    from celery import current_app
+
+    from core.cache import redis_client
+
+    assert redis_client() is not None, "the test settings use Redis as the cache"
+    monkeypatch.setitem(current_app.conf, "task_always_eager", False)
+    queue = f"look-again-{uuid.uuid4().hex}"
+    claim = intake.drain_retry_claim(queue, 2)
+    assert isinstance(claim, str)
+    assert intake.drain_retry_claim(queue, 2) is False
+    assert isinstance(intake.drain_retry_claim(f"{queue}-other", 2), str)  # per queue
+    monkeypatch.setitem(current_app.conf, "task_always_eager", True)
+    assert tasks.process_queued(retry_claim=claim) == 0  # the look-again task starts: claim cleared
+    monkeypatch.setitem(current_app.conf, "task_always_eager", False)
+    assert intake.drain_retry_claim(queue, 2) == claim
+    redis_client().delete(*[redis_key(k) for k in (claim, f"transactions:drain-retry:{queue}-other")])
