@@ -134,6 +134,14 @@ def _text(value: Any, field: str, *, required: bool, max_length: int = 64) -> st
     value = value.strip()
     if len(value) > max_length:
         raise ValidationError.for_field(field, f"At most {max_length} characters.")
+    # What PostgreSQL cannot store in text (DRF's CharField refuses both as well).
+    if "\x00" in value:
+        raise ValidationError.for_field(field, "Null characters are not allowed.")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValidationError.for_field(field, "Surrogate characters are not allowed.") from None
     if required and not value:
         raise ValidationError.for_field(field, "This field is required.")
     return value or None

@@ -157,6 +157,18 @@ def test_a_line_needs_a_short_text_sku(sku):
     assert rejected_field([{"sku": sku, "amount": "1.00"}]) == "items.0.sku"
 
 
+@pytest.mark.parametrize(("field", "text"), [("sku", "A\x00B"), ("family", "\x00"), ("brand", "br\ud800and")])
+def test_text_postgresql_cannot_store_is_refused_naming_the_field(field, text):
+    """A null character or a lone surrogate would fail in the database (a 500): it is the
+    caller's error, named."""
+    assert rejected_field([{"sku": "A", "amount": "1.00", field: text}]) == f"items.0.{field}"
+
+
+def test_other_unicode_text_is_kept():
+    (line,) = parse_basket_lines([{"sku": "Å-é-☃", "amount": "1.00", "brand": 'q"uo\\te'}], currency="EUR")
+    assert (line.sku, line.brand) == ("Å-é-☃", 'q"uo\\te')
+
+
 @pytest.mark.parametrize("item", ["MILK", 3, ["MILK"], None])
 def test_each_line_must_be_an_object(item):
     assert rejected_field([GOOD_LINE, item]) == "items.1"

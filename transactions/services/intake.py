@@ -10,6 +10,8 @@ purchase, its redemptions and its spend are all stored, or none is.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -171,91 +173,96 @@ def _wants_auto_spend(contact_id) -> bool:
 
 _INSERT_FIELDS = [field for field in Transaction._meta.concrete_fields]
 _INSERT_COLUMNS = ", ".join('"' + field.column + '"' for field in _INSERT_FIELDS)
+# The purchase, its first history row and its lines in one statement: a 20-line purchase used
+# to take five round trips (BEGIN, the purchase, COPY's two for the lines, COMMIT), now it takes
+# one, and without discounts or a spend (one statement, atomic by itself) no transaction block.
+_LINE_COLUMNS = (
+    ("line_number", "int"),
+    ("sku", "text"),
+    ("family", "text"),
+    ("brand", "text"),
+    ("quantity", "numeric"),
+    ("unit_price", "bigint"),
+    ("amount", "bigint"),
+    ("tax_included", "bigint"),
+    ("discount_allocated", "bigint"),
+)
 _INSERT_IF_NEW_SQL = (
     f"WITH stored AS (INSERT INTO {Transaction._meta.db_table} ({_INSERT_COLUMNS}) "
     f"VALUES ({', '.join(['%s'] * len(_INSERT_FIELDS))}) ON CONFLICT DO NOTHING RETURNING id), "
     f"history AS (INSERT INTO {TransactionEvent._meta.db_table} (transaction_id, kind, detail, created_at) "
-    "SELECT id, 'received', %s, %s FROM stored) "
+    "SELECT id, 'received', %s, %s FROM stored), "
+    f"lines AS (INSERT INTO {TransactionItem._meta.db_table} (transaction_id, "
+    + ", ".join(name for name, _ in _LINE_COLUMNS)
+    + ", points_earned, returned_quantity, returned_amount) "
+    "SELECT stored.id, "
+    + ", ".join(f"line.{name}" for name, _ in _LINE_COLUMNS)
+    + ", 0, 0, 0 FROM stored CROSS JOIN jsonb_to_recordset(%s::jsonb) AS line("
+    + ", ".join(f"{name} {kind}" for name, kind in _LINE_COLUMNS)
+    + ")) "
     "SELECT count(*) FROM stored"
 )
 
 
-def _insert_if_new(txn: Transaction, received: str) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING, with the purchase's first history row (`received`) in
-    the same statement: one round trip, no savepoint. False when the integrator's id is already
-    taken in this mode (the unique constraint decides, even between concurrent duplicates: the
-    loser waits for the winner's commit), and then nothing is written."""
-    if connection.vendor != "postgresql":  # no INSERT inside WITH: two statements
+def _insert_if_new(txn: Transaction, received: str, lines: list[BasketLine], allocated: dict[int, int]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING of the purchase, with its first history row (`received`)
+    and its lines (`allocated`: the order-level discount spread on each) in the same statement:
+    one round trip, no savepoint. False when the integrator's id is already taken in this mode
+    (the unique constraint decides, even between concurrent duplicates: the loser waits for the
+    winner's commit), and then nothing is written."""
+    if connection.vendor != "postgresql":  # no INSERT inside WITH: one statement each
         rows = Transaction.objects._insert(
             [txn], fields=_INSERT_FIELDS, returning_fields=[Transaction._meta.pk], on_conflict=OnConflict.IGNORE
         )
         if not rows or not rows[0]:
             return False
         TransactionEvent.objects.create(transaction_id=txn.pk, kind="received", detail=received)
+        TransactionItem.objects.bulk_create(
+            TransactionItem(
+                transaction_id=txn.pk,
+                line_number=index,
+                sku=line.sku,
+                family=line.family or "",
+                brand=line.brand or "",
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                amount=line.amount,
+                tax_included=line.tax_included,
+                discount_allocated=allocated.get(index, 0),
+            )
+            for index, line in enumerate(lines)
+        )
         txn._state.adding = False
         txn._state.db = connection.alias
         return True
-    # The values as the ORM's insert would send them; the statement is written once.
+    # The values as the ORM's insert would send them; the statement is written once. The lines
+    # go as one JSON document (C-encoded: a 1,000-line purchase in about a millisecond; psycopg's
+    # array parameters cost five times that).
     params = [field.get_db_prep_save(field.pre_save(txn, True), connection) for field in _INSERT_FIELDS]
+    rows = json.dumps(
+        [
+            {
+                "line_number": index,
+                "sku": line.sku,
+                "family": line.family or "",
+                "brand": line.brand or "",
+                "quantity": str(line.quantity),
+                "unit_price": line.unit_price,
+                "amount": line.amount,
+                "tax_included": line.tax_included,
+                "discount_allocated": allocated.get(index, 0),
+            }
+            for index, line in enumerate(lines)
+        ]
+    )
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_IF_NEW_SQL, [*params, received, timezone.now()])
+        cursor.execute(_INSERT_IF_NEW_SQL, [*params, received, timezone.now(), rows])
         stored = cursor.fetchone()[0]
     if not stored:  # the insert did nothing
         return False
     txn._state.adding = False
     txn._state.db = connection.alias
     return True
-
-
-_ITEM_COLUMNS = (
-    "transaction_id",
-    "line_number",
-    "sku",
-    "family",
-    "brand",
-    "quantity",
-    "unit_price",
-    "amount",
-    "tax_included",
-    "discount_allocated",
-    "points_earned",
-    "returned_quantity",
-    "returned_amount",
-)
-
-
-def _insert_items(txn: Transaction, lines: list[BasketLine], allocated: dict[int, int]) -> None:
-    """The purchase's lines. On PostgreSQL with COPY: a 1,000-line purchase costs a few
-    milliseconds instead of building 1,000 model instances for bulk_create."""
-    rows = [
-        (
-            txn.pk,
-            index,
-            line.sku,
-            line.family or "",
-            line.brand or "",
-            line.quantity,
-            line.unit_price,
-            line.amount,
-            line.tax_included,
-            allocated.get(index, 0),
-            0,
-            0,
-            0,
-        )
-        for index, line in enumerate(lines)
-    ]
-    if connection.vendor != "postgresql":
-        TransactionItem.objects.bulk_create(
-            TransactionItem(**dict(zip(_ITEM_COLUMNS, row, strict=True))) for row in rows
-        )
-        return
-    with (
-        connection.cursor() as cursor,
-        cursor.cursor.copy(f"COPY {TransactionItem._meta.db_table} ({', '.join(_ITEM_COLUMNS)}) FROM STDIN") as copy,
-    ):
-        for row in rows:
-            copy.write_row(row)
 
 
 def transaction_enqueue(transaction_id) -> None:
@@ -405,16 +412,17 @@ def transaction_intake(*, livemode: bool, purchase: Purchase) -> tuple[Transacti
     # Printed on the receipt of a purchase without a contact, so the contact can claim it later.
     receipt_code = transaction_receipt_code(txn)
     txn.response["receipt_code"] = receipt_code.as_dict() if receipt_code else None
-    with transaction.atomic():
-        received = f"{len(purchase.lines)} lines, {format_minor(amount, purchase.currency)} {purchase.currency}"
-        if not _insert_if_new(txn, received):
+    allocated = dict(spread(discount_total, list(range(len(purchase.lines))), [line.amount for line in purchase.lines]))
+    received = f"{len(purchase.lines)} lines, {format_minor(amount, purchase.currency)} {purchase.currency}"
+    # Without discounts (offers to redeem) or a spend, the purchase is written by one statement
+    # on PostgreSQL, atomic by itself: no transaction block around it (BEGIN and COMMIT are two
+    # round trips of the five a purchase took).
+    alone = not purchase.discounts and not will_spend and connection.vendor == "postgresql"
+    with contextlib.nullcontext() if alone else transaction.atomic():
+        if not _insert_if_new(txn, received, purchase.lines, allocated):
             # A duplicate (maybe concurrent, now committed) holds this id: answer as it did.
             existing = Transaction.objects.get(livemode=livemode, external_id=purchase.external_id)
             return _replay_or_conflict(existing, purchase)
-        allocated = dict(
-            spread(discount_total, list(range(len(purchase.lines))), [line.amount for line in purchase.lines])
-        )
-        _insert_items(txn, purchase.lines, allocated)
         redeemed = _check_finalize(livemode, purchase, buyer.contact_id, lock=True)
         if purchase.discounts:
             TransactionDiscount.objects.bulk_create(

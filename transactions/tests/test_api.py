@@ -6,6 +6,7 @@ POST/PATCH /contacts, and mode isolation."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 import time_machine
@@ -135,6 +136,7 @@ def test_an_unknown_contact_id_is_404_and_nothing_is_stored(send):
         ({"colour": "red"}, "colour"),
         ({"items": [{"sku": "A", "amount": "1.00", "colour": "red"}]}, "items.0.colour"),
         ({"items": [{"sku": "A", "amount": "1.001"}]}, "items.0.amount"),
+        ({"items": [{"sku": "A\x00B", "amount": "1.00"}]}, "items.0.sku"),
         ({"discounts": [{"amount": "1.00", "issued_offer_id": "nope"}]}, "discounts.0.issued_offer_id"),
         ({"custom": ["not", "an", "object"]}, "custom"),
         ({"venue": UNKNOWN_ID}, "venue"),
@@ -242,6 +244,39 @@ def test_a_thousand_line_purchase_takes_a_bounded_number_of_queries(
 
     assert response.status_code == 202
     assert TransactionItem.objects.count() == 1000
+
+
+def test_a_plain_purchase_is_stored_with_its_lines_and_history_by_one_statement(
+    client_test, contact, django_assert_num_queries
+):
+    """The lines travel as one JSON document in the purchase's own INSERT: every value arrives
+    as sent (quantities as decimals, prices in minor units, no unit price as NULL), and the
+    queries are the contact's read and that statement."""
+    lines = [
+        {"sku": "A", "quantity": 2, "unit_price": "1.25", "amount": "2.50", "tax_included": "0.50"},
+        {"sku": "B", "quantity": "0.5", "amount": "3.00", "family": "dairy", "brand": "Arla"},
+        {"sku": "C", "amount": "1.00"},
+    ]
+    client_test.post("/api/v1/transactions", purchase_payload(id="T-warm", contact=by_id(contact)), format="json")
+    with django_assert_num_queries(2):
+        response = client_test.post(
+            "/api/v1/transactions",
+            purchase_payload(id="T-plain", contact=by_id(contact), items=lines, payments=[], tax_total="0"),
+            format="json",
+        )
+
+    assert response.status_code == 202, response.json()
+    stored = Transaction.objects.get(external_id="T-plain")
+    assert list(stored.events.values_list("kind", flat=True)) == ["received"]
+    assert [
+        (i.line_number, i.sku, i.quantity, i.unit_price, i.amount, i.tax_included, i.family, i.brand)
+        for i in stored.items.order_by("line_number")
+    ] == [
+        (0, "A", Decimal(2), 125, 250, 50, "", ""),
+        (1, "B", Decimal("0.5"), None, 300, 0, "dairy", "Arla"),
+        (2, "C", Decimal(1), None, 100, 0, "", ""),
+    ]
+    assert stored.amount == 650
 
 
 # --- finalize ---------------------------------------------------------------------------------
