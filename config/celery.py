@@ -21,25 +21,27 @@ def _tune_worker(**kwargs) -> None:
     garbage_collector_tune()
 
 
+def _connections_tidied(sender, *, released: bool) -> None:
+    """Around a task, as around a request: a connection that is broken or older than
+    CONN_MAX_AGE is closed (the next query opens a new one), any other is kept; after the task,
+    one that finished cleanly is marked released (core.postgresql skips the next health check
+    for a moment). Not for a task run in-process: it is inside its caller's transaction."""
+    if getattr(sender.request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
+    if released:
+        from core.postgresql.base import connections_mark_released
+
+        connections_mark_released()
+
+
 @task_prerun.connect
 def _connections_checked(sender=None, **kwargs) -> None:
-    """Before a task, as before a request: a connection that is broken or older than
-    CONN_MAX_AGE is closed (the task then opens a new one), any other is kept."""
-    if not getattr(sender.request, "is_eager", False):  # in-process: inside the caller's transaction
-        from django.db import close_old_connections
-
-        close_old_connections()
+    _connections_tidied(sender, released=False)
 
 
 @task_postrun.connect
 def _connections_released(sender=None, **kwargs) -> None:
-    """After a task, as after a request: what is broken or too old is closed, and a connection
-    that finished cleanly is marked released (core.postgresql skips the next health check for
-    a moment, as after a request)."""
-    if not getattr(sender.request, "is_eager", False):
-        from django.db import close_old_connections
-
-        from core.postgresql.base import connections_mark_released
-
-        close_old_connections()
-        connections_mark_released()
+    _connections_tidied(sender, released=True)

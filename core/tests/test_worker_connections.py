@@ -28,30 +28,27 @@ def run_around_a_task(task) -> None:
 
 
 def test_a_worker_keeps_its_database_connection_from_task_to_task():
-    task = noop
     connection.ensure_connection()
     session = connection.connection
-    run_around_a_task(task)
-    run_around_a_task(task)
+    run_around_a_task(noop)
+    run_around_a_task(noop)
     assert connection.connection is session
     assert connection.released_at is not None  # released cleanly: the next health check waits
 
 
 def test_a_broken_connection_is_replaced_before_the_next_task():
-    task = noop
     connection.ensure_connection()
     connection.connection.close()  # the server went away
     connection.errors_occurred = True  # as Django marks it when a query fails
-    run_around_a_task(task)
+    run_around_a_task(noop)
     assert connection.connection is None  # closed: the next query opens a new one
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
 
 
-def test_an_old_connection_is_replaced_as_after_a_request(settings):
-    task = noop
+def test_an_old_connection_is_replaced_as_after_a_request():
     connection.ensure_connection()
     connection.close_at = 0  # older than CONN_MAX_AGE
-    run_around_a_task(task)
+    run_around_a_task(noop)
     assert connection.connection is None

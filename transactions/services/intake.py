@@ -210,53 +210,37 @@ def _insert_if_new(txn: Transaction, received: str, lines: list[BasketLine], all
     one round trip, no savepoint. False when the integrator's id is already taken in this mode
     (the unique constraint decides, even between concurrent duplicates: the loser waits for the
     winner's commit), and then nothing is written."""
+    rows = [
+        {
+            "line_number": index,
+            "sku": line.sku,
+            "family": line.family or "",
+            "brand": line.brand or "",
+            "quantity": str(line.quantity),  # as JSON wants it; the ORM reads it back as a Decimal
+            "unit_price": line.unit_price,
+            "amount": line.amount,
+            "tax_included": line.tax_included,
+            "discount_allocated": allocated.get(index, 0),
+        }
+        for index, line in enumerate(lines)
+    ]
     if connection.vendor != "postgresql":  # no INSERT inside WITH: one statement each
-        rows = Transaction.objects._insert(
+        inserted = Transaction.objects._insert(
             [txn], fields=_INSERT_FIELDS, returning_fields=[Transaction._meta.pk], on_conflict=OnConflict.IGNORE
         )
-        if not rows or not rows[0]:
+        if not inserted or not inserted[0]:
             return False
         TransactionEvent.objects.create(transaction_id=txn.pk, kind="received", detail=received)
-        TransactionItem.objects.bulk_create(
-            TransactionItem(
-                transaction_id=txn.pk,
-                line_number=index,
-                sku=line.sku,
-                family=line.family or "",
-                brand=line.brand or "",
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                amount=line.amount,
-                tax_included=line.tax_included,
-                discount_allocated=allocated.get(index, 0),
-            )
-            for index, line in enumerate(lines)
-        )
+        TransactionItem.objects.bulk_create(TransactionItem(transaction_id=txn.pk, **row) for row in rows)
         txn._state.adding = False
         txn._state.db = connection.alias
         return True
     # The values as the ORM's insert would send them; the statement is written once. The lines
-    # go as one JSON document (C-encoded: a 1,000-line purchase in about a millisecond; psycopg's
-    # array parameters cost five times that).
+    # go as one JSON document (C-encoded: a 1,000-line purchase in about a millisecond;
+    # psycopg's array parameters cost five times that).
     params = [field.get_db_prep_save(field.pre_save(txn, True), connection) for field in _INSERT_FIELDS]
-    rows = json.dumps(
-        [
-            {
-                "line_number": index,
-                "sku": line.sku,
-                "family": line.family or "",
-                "brand": line.brand or "",
-                "quantity": str(line.quantity),
-                "unit_price": line.unit_price,
-                "amount": line.amount,
-                "tax_included": line.tax_included,
-                "discount_allocated": allocated.get(index, 0),
-            }
-            for index, line in enumerate(lines)
-        ]
-    )
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_IF_NEW_SQL, [*params, received, timezone.now(), rows])
+        cursor.execute(_INSERT_IF_NEW_SQL, [*params, received, timezone.now(), json.dumps(rows)])
         stored = cursor.fetchone()[0]
     if not stored:  # the insert did nothing
         return False
@@ -282,16 +266,16 @@ def transaction_enqueue(transaction_id) -> None:
 _DRAIN_FLAG_SECONDS = 10
 
 
-def _drain_flag_key() -> str | None:
-    """The flag's cache key (per task queue: a drain on another queue does not help; the drain
-    is told which flag to clear), or None
-    when purchases are enqueued one by one: tasks run in-process, or the cache is not shared
-    between web and worker processes, so a worker could not clear the web side's flag."""
+def _shared_key(name: str, queue: str | None = None) -> str | None:
+    """A key of the Redis cache that web and workers share, per task queue (a drain on another
+    queue does not help), or None when purchases are enqueued one by one: tasks run
+    in-process, or the cache is not shared between web and worker processes, so a worker could
+    not clear what the web side set."""
     from celery import current_app
 
     if current_app.conf.task_always_eager or redis_client() is None:
         return None
-    return f"transactions:drain-pending:{current_app.conf.task_default_queue}"
+    return f"transactions:{name}:{queue or current_app.conf.task_default_queue}"
 
 
 def processing_kick(transaction_id) -> None:
@@ -301,7 +285,7 @@ def processing_kick(transaction_id) -> None:
 
     from transactions.tasks import process_queued
 
-    key = _drain_flag_key()
+    key = _shared_key("drain-pending")  # the drain is told which flag to clear
     if key is None:
         transaction_enqueue(transaction_id)
         return
@@ -324,11 +308,9 @@ def drain_retry_claim(queue: str | None, seconds: float) -> str | bool | None:
     own (a third of the tasks at 150 purchases/s). Returns the claim's key (pass it to the task,
     which clears it when it starts), False when a look-again task is already waiting, or None
     when claims cannot be shared (no Redis cache, tasks in-process): send it anyway."""
-    from celery import current_app
-
-    if current_app.conf.task_always_eager or redis_client() is None:
+    key = _shared_key("drain-retry", queue)
+    if key is None:
         return None
-    key = f"transactions:drain-retry:{queue or current_app.conf.task_default_queue}"
     try:
         # Expires by itself should the task be lost: a few times its delay.
         claimed = redis_client().set(redis_key(key), 1, nx=True, ex=max(1, int(seconds * 5)))
@@ -339,7 +321,8 @@ def drain_retry_claim(queue: str | None, seconds: float) -> str | bool | None:
 
 
 def drain_flag_clear(key: str) -> None:
-    """A drain task starts: purchases stored from now on send another one."""
+    """A drain task starts: purchases stored from now on send another one (the drain flag), or
+    drains finding purchases held elsewhere may send the next look-again (its claim)."""
     from django.core.cache import cache
 
     cache.delete(key)
